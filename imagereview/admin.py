@@ -1,0 +1,150 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from imagereview.jobs import enqueue
+from imagereview.models import Asset, CallbackReceipt, Decision, Event, Generation, ImageRequest
+
+
+class GenerationInline(admin.TabularInline):
+    model = Generation
+    extra = 0
+    fields = ("variant", "state", "provider_state", "provider_task_id", "attempts", "credits")
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+
+@admin.register(ImageRequest)
+class ImageRequestAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "short_prompt",
+        "mode",
+        "status",
+        "aspect_ratio",
+        "resolution",
+        "variants",
+        "requester",
+        "revision",
+        "created_at",
+    )
+    list_filter = ("status", "mode", "resolution", "aspect_ratio", "created_at")
+    search_fields = ("prompt", "generations__provider_task_id", "requester__username")
+    list_select_related = ("requester",)
+    date_hierarchy = "created_at"
+    raw_id_fields = ("parent", "requester")
+    readonly_fields = ("created_at", "updated_at")
+    inlines = [GenerationInline]
+
+    @admin.display(description="prompt")
+    def short_prompt(self, obj: ImageRequest) -> str:
+        return obj.prompt[:80]
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "request_id",
+        "variant",
+        "state",
+        "provider_state",
+        "provider_task_id",
+        "attempts",
+        "credits",
+        "failure_code",
+        "submitted_at",
+        "completed_at",
+    )
+    list_filter = ("state", "provider_state", "failure_code", "provider")
+    search_fields = ("provider_task_id", "request__prompt", "=request__id")
+    raw_id_fields = ("request",)
+    readonly_fields = (
+        "callback_token",
+        "queued_at",
+        "submitted_at",
+        "completed_at",
+        "stored_at",
+        "updated_at",
+    )
+    actions = ["refresh_from_provider"]
+
+    @admin.action(description="Ask the provider for the state of the selected generations")
+    def refresh_from_provider(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        for generation_id in ids:
+            enqueue("refresh_generation", generation_id)
+        self.message_user(request, f"Refresh queued for {len(ids)} generations.")
+
+
+@admin.register(Asset)
+class AssetAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "preview",
+        "kind",
+        "request_id",
+        "generation_id",
+        "index",
+        "width",
+        "height",
+        "bytes",
+        "content_type",
+        "created_at",
+    )
+    list_filter = ("kind", "content_type")
+    search_fields = ("sha256", "=request__id", "generation__provider_task_id")
+    raw_id_fields = ("request", "generation")
+
+    @admin.display(description="")
+    def preview(self, obj: Asset) -> str:
+        if not obj.thumbnail:
+            return ""
+        return format_html('<img src="/assets/{}/thumb/" height="48" alt="">', obj.pk)
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ("id", "output_id", "verdict", "reason", "reviewer", "created_at")
+    list_filter = ("verdict", "reason", "created_at")
+    search_fields = ("comment", "reviewer__username", "output__request__prompt")
+    raw_id_fields = ("output", "reviewer", "revision")
+
+    def has_change_permission(self, request: HttpRequest, obj: Decision | None = None) -> bool:
+        return False  # append-only
+
+
+@admin.register(CallbackReceipt)
+class CallbackReceiptAdmin(admin.ModelAdmin):
+    list_display = ("id", "received_at", "task_id", "generation_id", "code", "outcome", "verified")
+    list_filter = ("outcome", "verified", "received_at")
+    search_fields = ("task_id", "body")
+    raw_id_fields = ("generation",)
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: CallbackReceipt | None = None
+    ) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "subject",
+        "request_id",
+        "generation_id",
+        "from_state",
+        "to_state",
+        "source",
+        "actor",
+    )
+    list_filter = ("subject", "to_state", "source", "created_at")
+    search_fields = ("note", "=request__id", "generation__provider_task_id")
+    raw_id_fields = ("request", "generation", "actor")
+
+    def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False

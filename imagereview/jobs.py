@@ -1,0 +1,16 @@
+"""Enqueueing background jobs (the entry points live in `tasks.py`)."""
+
+from functools import partial
+
+from django.db import transaction
+from django_q.tasks import async_task
+
+
+def enqueue(job: str, *args: object) -> None:
+    """Put `imagereview.tasks.<job>(*args)` on the cluster's queue now."""
+    async_task(f"imagereview.tasks.{job}", *args, task_name=f"{job}:{':'.join(map(str, args))}")
+
+
+def enqueue_after_commit(job: str, *args: object) -> None:
+    """Enqueue once the current transaction commits, so the job sees what it wrote."""
+    transaction.on_commit(partial(enqueue, job, *args))

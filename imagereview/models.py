@@ -1,0 +1,282 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class AspectRatio(models.TextChoices):
+    SQUARE = "1:1", "1:1 square"
+    PORTRAIT_2_3 = "2:3", "2:3 portrait"
+    LANDSCAPE_3_2 = "3:2", "3:2 landscape"
+    PORTRAIT_3_4 = "3:4", "3:4 portrait"
+    LANDSCAPE_4_3 = "4:3", "4:3 landscape"
+    PORTRAIT_4_5 = "4:5", "4:5 portrait"
+    LANDSCAPE_5_4 = "5:4", "5:4 landscape"
+    PORTRAIT_9_16 = "9:16", "9:16 tall"
+    LANDSCAPE_16_9 = "16:9", "16:9 wide"
+    LANDSCAPE_21_9 = "21:9", "21:9 cinema"
+    AUTO = "auto", "auto"
+
+
+class Resolution(models.TextChoices):
+    R1K = "1K", "1K (about 1 MP)"
+    R2K = "2K", "2K (about 4 MP)"
+    R4K = "4K", "4K (about 16 MP)"
+
+
+class OutputFormat(models.TextChoices):
+    PNG = "png", "PNG"
+    JPG = "jpg", "JPEG"
+
+
+MAX_PROMPT_LENGTH = 10000
+MAX_VARIANTS = 4
+
+
+def new_callback_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class ImageRequest(models.Model):
+    """What was asked: a prompt (and, for edits, references) and its parameters."""
+
+    class Mode(models.TextChoices):
+        GENERATE = "generate", "Generate"
+        EDIT = "edit", "Edit"
+
+    class Status(models.TextChoices):
+        GENERATING = "generating", "Generating"
+        IN_REVIEW = "in_review", "In review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        FAILED = "failed", "Failed"
+
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.GENERATE)
+    prompt = models.TextField(max_length=MAX_PROMPT_LENGTH)
+    aspect_ratio = models.CharField(
+        max_length=8, choices=AspectRatio.choices, default=AspectRatio.SQUARE
+    )
+    resolution = models.CharField(max_length=4, choices=Resolution.choices, default=Resolution.R1K)
+    output_format = models.CharField(
+        max_length=4, choices=OutputFormat.choices, default=OutputFormat.PNG
+    )
+    variants = models.PositiveSmallIntegerField(default=1)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="image_requests"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="revisions"
+    )
+    revision = models.PositiveIntegerField(default=1)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    acceptance_rules = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.GENERATING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["requester", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.prompt[:60]}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("request_detail", args=[self.pk])
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in (self.Status.GENERATING, self.Status.IN_REVIEW)
+
+
+class Generation(models.Model):
+    """One provider task: a variant of a request, or a retry of one."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Submitting"
+        SUBMITTED = "submitted", "Submitted"
+        SUCCEEDED = "succeeded", "Succeeded"
+        STORED = "stored", "Stored"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    FINAL_STATES = (State.STORED, State.FAILED, State.TIMED_OUT)
+
+    request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="generations")
+    variant = models.PositiveSmallIntegerField(default=1)
+    provider = models.CharField(max_length=32, default="kie")
+    # NULL, not "", until createTask answers: the unique constraint ignores NULLs.
+    provider_task_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    provider_state = models.CharField(max_length=16, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    failure_code = models.CharField(max_length=16, blank=True)
+    failure_message = models.TextField(blank=True)
+    credits = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    result_urls = models.JSONField(default=list, blank=True)
+    callback_token = models.CharField(max_length=64, unique=True, default=new_callback_token)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["request_id", "variant", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_task_id"], name="unique_provider_task"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"generation {self.pk} of request {self.request_id} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+
+def asset_path(asset: "Asset", filename: str) -> str:
+    return f"{asset.kind}s/{asset.sha256[:2]}/{asset.sha256}/{filename}"
+
+
+class Asset(models.Model):
+    """One stored image file: a reference given to an edit, or an output of a generation."""
+
+    class Kind(models.TextChoices):
+        REFERENCE = "reference", "Reference"
+        OUTPUT = "output", "Output"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="assets")
+    generation = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="outputs"
+    )
+    index = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to=asset_path, max_length=255)
+    thumbnail = models.FileField(upload_to=asset_path, max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=32)
+    source_url = models.URLField(max_length=2000, blank=True)
+    provider_url = models.URLField(max_length=2000, blank=True)
+    provider_url_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["request_id", "generation_id", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "index"],
+                condition=models.Q(kind="output"),
+                name="unique_output_per_generation_index",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk} ({self.width}x{self.height})"
+
+
+class Decision(models.Model):
+    """One reviewer's verdict on one output. Append-only."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+        CHANGES = "changes", "Request changes"
+
+    class Reason(models.TextChoices):
+        PROMPT = "prompt", "Does not follow the prompt"
+        ARTEFACTS = "artefacts", "Artefacts or distortions"
+        TEXT = "text", "Wrong text rendering"
+        OFF_BRAND = "off_brand", "Off-brand"
+        SIZE = "size", "Wrong aspect or size"
+        UNSAFE = "unsafe", "Unsafe"
+        OTHER = "other", "Other"
+
+    output = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="decisions")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.CharField(max_length=16, choices=Reason.choices, blank=True)
+    comment = models.TextField(blank=True)
+    revision = models.ForeignKey(
+        ImageRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} of output {self.output_id} by {self.reviewer}"
+
+
+class CallbackReceipt(models.Model):
+    """A provider callback as received: the evidence for "the callback never came"."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        BAD_TOKEN = "bad_token", "Bad token"
+        BAD_SIGNATURE = "bad_signature", "Bad signature"
+        MALFORMED = "malformed", "Malformed body"
+
+    generation = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="receipts"
+    )
+    task_id = models.CharField(max_length=128, blank=True, db_index=True)
+    code = models.IntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    verified = models.BooleanField(default=False)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"callback {self.pk} for {self.task_id or '?'} ({self.outcome})"
+
+
+class Event(models.Model):
+    """The audit log: every state change, what caused it, from and to."""
+
+    request = models.ForeignKey(
+        ImageRequest, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    generation = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    subject = models.CharField(max_length=16)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source = models.CharField(max_length=32)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.from_state or '-'} -> {self.to_state} by {self.source}"

@@ -1,0 +1,226 @@
+"""Settings read from the environment, with embedded defaults that run on a laptop.
+
+With nothing set: SQLite in WAL mode, the django-q2 ORM broker, local media files and the
+built-in sandbox provider. DATABASE_URL, REDIS_URL, KIE_API_KEY, KIE_WEBHOOK_HMAC_KEY and
+PUBLIC_BASE_URL switch to the real parts. DJANGO_ENV=production refuses insecure settings.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: str) -> int:
+    return int(os.environ.get(name, default))
+
+
+def envfloat(name: str, default: str) -> float:
+    return float(os.environ.get(name, default))
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+INSECURE_SECRET_KEY = "insecure-development-key-change-me"
+
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
+PRODUCTION = DJANGO_ENV == "production"
+SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
+DEBUG = envbool("DEBUG", "false" if PRODUCTION else "true")
+
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_ENV=production refuses to start with DEBUG on.")
+if PRODUCTION and (SECRET_KEY == INSECURE_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs SECRET_KEY set to a random value of 32+ characters."
+    )
+
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", PUBLIC_BASE_URL)
+
+INSTALLED_APPS = [
+    "imagereview.apps.ImageReviewConfig",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "template_partials",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "imagereview.urls"
+WSGI_APPLICATION = "imagereview.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "builtins": ["template_partials.templatetags.partials"],
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "imagereview.roles.context",
+            ],
+        },
+    },
+]
+
+SQLITE_PATH = VAR_DIR / "db.sqlite3"
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web, the cluster and the sandbox's callbacks read while one writes;
+    # IMMEDIATE takes the write lock up front so concurrent writers wait instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+Q_CLUSTER = {
+    "name": os.environ.get("Q_CLUSTER_NAME", "imagereview"),
+    "workers": envint("Q_WORKERS", "2"),
+    "recycle": 500,
+    # A job never takes this long; `retry` must exceed it so the ORM broker does not hand
+    # out a task that is still running.
+    "timeout": 90,
+    "retry": 120,
+    "max_attempts": 3,
+    # Our own tables hold the state; storing results makes the monitor lock them all.
+    "save_limit": -1,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.2,
+    "label": "Cluster",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# whitenoise serves from here once collected; it must exist even before that.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The provider. Without a key the built-in sandbox on localhost plays Kie.ai.
+SANDBOX_HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
+SANDBOX_PORT = envint("SANDBOX_PORT", "8765")
+KIE_API_KEY = os.environ.get("KIE_API_KEY", "")
+USE_SANDBOX = not KIE_API_KEY
+if USE_SANDBOX:
+    KIE_API_KEY = "sandbox-key"
+    _sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+    KIE_API_BASE = os.environ.get("KIE_API_BASE", _sandbox_url)
+    KIE_UPLOAD_BASE = os.environ.get("KIE_UPLOAD_BASE", KIE_API_BASE)
+else:
+    KIE_API_BASE = os.environ.get("KIE_API_BASE", "https://api.kie.ai")
+    KIE_UPLOAD_BASE = os.environ.get("KIE_UPLOAD_BASE", "https://kieai.redpandaai.co")
+KIE_MODEL = os.environ.get("KIE_MODEL", "nano-banana-pro")
+KIE_WEBHOOK_HMAC_KEY = os.environ.get("KIE_WEBHOOK_HMAC_KEY", "")
+KIE_CALLBACK_TOLERANCE = envint("KIE_CALLBACK_TOLERANCE", "300")
+KIE_CONNECT_TIMEOUT = envfloat("KIE_CONNECT_TIMEOUT", "5")
+KIE_READ_TIMEOUT = envfloat("KIE_READ_TIMEOUT", "30")
+KIE_CALLBACKS = envbool("KIE_CALLBACKS", "true")
+
+SANDBOX = {
+    "latency": {
+        "waiting": envfloat("SANDBOX_LATENCY_WAITING", "0.3"),
+        "queuing": envfloat("SANDBOX_LATENCY_QUEUING", "0.3"),
+        "generating": envfloat("SANDBOX_LATENCY_GENERATING", "1.0"),
+    },
+}
+
+# Result downloads: only from these hosts ("*" for any public host; ".example.com" for a
+# domain and its subdomains). Loopback addresses are allowed only while the sandbox is in use.
+RESULT_ALLOWED_HOSTS = envlist(
+    "RESULT_ALLOWED_HOSTS",
+    f"{SANDBOX_HOST},localhost" if USE_SANDBOX else ".aiquickdraw.com,.redpandaai.co,.kie.ai",
+)
+RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", str(40 * 1024 * 1024))
+RESULT_TIMEOUT = envfloat("RESULT_TIMEOUT", "30")
+THUMBNAIL_SIZE = envint("THUMBNAIL_SIZE", "384")
+
+# The reconciler: when to look at a generation whose callback has not come.
+RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20")
+RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")
+RECONCILE_GIVE_UP = envint("RECONCILE_GIVE_UP", "900")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "imagereview": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,27 @@
+"""django-q2 entry points: take ids, open a provider client, call the action.
+
+Every one is safe to run twice: the actions re-read the row and do nothing when its state
+has moved on.
+"""
+
+from imagereview import actions
+from imagereview.providers.kie import client_from_settings
+
+
+def submit_generation(generation_id: int) -> None:
+    with client_from_settings() as client:
+        actions.submit_generation(generation_id=generation_id, client=client)
+
+
+def refresh_generation(generation_id: int) -> None:
+    with client_from_settings() as client:
+        actions.refresh_generation(generation_id=generation_id, client=client)
+
+
+def store_outputs(generation_id: int) -> None:
+    with client_from_settings() as client:
+        actions.store_outputs(generation_id=generation_id, client=client)
+
+
+def reconcile() -> dict[str, int]:
+    return actions.reconcile()

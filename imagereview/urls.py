@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from imagereview.views import assets, callbacks, requests, review
+
+urlpatterns = [
+    path("", requests.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("requests/", requests.my_requests, name="my_requests"),
+    path("requests/new/", requests.new_request, name="new_request"),
+    path("requests/<int:request_id>/", requests.request_detail, name="request_detail"),
+    path("review/", review.review_queue, name="review_queue"),
+    path("review/<int:request_id>/", review.review_detail, name="review_detail"),
+    path("review/outputs/<int:output_id>/decide/", review.decide, name="decide"),
+    path("assets/<int:asset_id>/<str:variant>/", assets.asset_file, name="asset_file"),
+    path(
+        "callbacks/kie/<int:generation_id>/<str:token>/",
+        callbacks.provider_callback,
+        name="provider_callback",
+    ),
+    path("admin/", admin.site.urls),
+]

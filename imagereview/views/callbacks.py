@@ -1,0 +1,33 @@
+"""The provider's completion callbacks: record, answer at once, let the cluster refresh."""
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from imagereview import actions
+from imagereview.models import CallbackReceipt
+
+KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Webhook-Timestamp", "X-Webhook-Signature")
+REFUSED_STATUS = {
+    CallbackReceipt.Outcome.BAD_TOKEN: 403,
+    CallbackReceipt.Outcome.BAD_SIGNATURE: 403,
+    CallbackReceipt.Outcome.MALFORMED: 400,
+}
+
+
+@csrf_exempt
+@require_POST
+def provider_callback(request: HttpRequest, generation_id: int, token: str) -> JsonResponse:
+    receipt = actions.record_callback(
+        generation_id=generation_id,
+        token=token,
+        headers={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
+        body=request.body,
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
+    if receipt is None:
+        return JsonResponse({"code": 404, "msg": "unknown callback"}, status=404)
+    if not receipt.verified:
+        status = REFUSED_STATUS[receipt.outcome]
+        return JsonResponse({"code": status, "msg": receipt.get_outcome_display()}, status=status)
+    return JsonResponse({"code": 200, "msg": "success"})
