@@ -256,13 +256,21 @@ def test_result_is_served_with_its_content_type(client: httpx.Client) -> None:
     assert response.headers["Content-Type"] == "image/jpeg"
 
 
-def test_same_prompt_renders_identical_bytes(client: httpx.Client) -> None:
+def test_same_prompt_renders_the_same_sequence_of_variants(client: httpx.Client) -> None:
     first = hashlib.sha256(_generate(client, "a blue whale")).hexdigest()
     second = hashlib.sha256(_generate(client, "a blue whale")).hexdigest()
     other = hashlib.sha256(_generate(client, "a green whale")).hexdigest()
+    config = SandboxConfig(api_key=KEY, latency=dict(INSTANT))
+    fresh = SandboxServer(config).start()
+    try:
+        with _http(fresh, headers={"Authorization": f"Bearer {KEY}"}) as fresh_client:
+            replayed = hashlib.sha256(_generate(fresh_client, "a blue whale")).hexdigest()
+    finally:
+        fresh.stop()
 
-    assert first == second
+    assert first != second, "two variants of one prompt must differ"
     assert first != other
+    assert replayed == first
 
 
 def test_signed_callback_arrives(

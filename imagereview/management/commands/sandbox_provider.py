@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import signal
 from types import FrameType
@@ -34,10 +35,8 @@ class Command(BaseCommand):
         self._log_to_stdout()
         signal.signal(signal.SIGTERM, _interrupt)
         self.stdout.write(f"Sandbox provider listening on {server.url} (Ctrl-C to stop)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         self.stdout.write("Sandbox provider stopped")
 
     def _log_to_stdout(self) -> None:

@@ -52,13 +52,19 @@ def render(
     resolution: str = "1K",
     output_format: str = "png",
     reference: bytes | None = None,
+    variation: int = 0,
 ) -> bytes:
-    """Render a prompt-only picture, or an edit of `reference` when it is given."""
+    """Render a prompt-only picture, or an edit of `reference` when it is given.
+
+    The picture is a function of the prompt and `variation` (the n-th task for that prompt).
+    """
+    seed = hashlib.sha256(f"{prompt}\x00{variation}".encode() if variation else prompt.encode())
     if reference is None:
-        image = _draw_prompt(prompt, output_size(aspect_ratio, resolution))
+        image = _draw_prompt(prompt, seed.digest(), output_size(aspect_ratio, resolution))
     else:
         source = open_reference(reference)
-        image = _transform(source, prompt, output_size(aspect_ratio, resolution, source.size))
+        size = output_size(aspect_ratio, resolution, source.size)
+        image = _transform(source, prompt, seed.digest(), size)
     return encode(image, output_format)
 
 
@@ -87,8 +93,7 @@ def _palette(seed: bytes) -> list[tuple[int, int, int]]:
     return [(seed[i], seed[i + 1], seed[i + 2]) for i in range(0, 30, 3)]
 
 
-def _draw_prompt(prompt: str, size: tuple[int, int]) -> Image.Image:
-    seed = hashlib.sha256(prompt.encode()).digest()
+def _draw_prompt(prompt: str, seed: bytes, size: tuple[int, int]) -> Image.Image:
     colours = _palette(seed)
     width, height = size
 
@@ -118,8 +123,7 @@ def _draw_prompt(prompt: str, size: tuple[int, int]) -> Image.Image:
     return image
 
 
-def _transform(source: Image.Image, prompt: str, size: tuple[int, int]) -> Image.Image:
-    seed = hashlib.sha256(prompt.encode()).digest()
+def _transform(source: Image.Image, prompt: str, seed: bytes, size: tuple[int, int]) -> Image.Image:
     fitted = ImageOps.fit(source, size, Image.BICUBIC)
     red, green, blue = ImageOps.posterize(ImageOps.mirror(fitted), 3).split()
     shifted = Image.merge("RGB", (blue, red, green))

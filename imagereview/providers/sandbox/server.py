@@ -202,6 +202,7 @@ class _Task:
     latency: tuple[float, ...]
     price: int
     faults: frozenset[str]
+    variation: int = 0
     state: str = ""
     fail_code: str = ""
     fail_msg: str = ""
@@ -362,6 +363,7 @@ class SandboxServer:
         self._balance = float(self._config.credits)
         self._held = 0
         self._tasks: dict[str, _Task] = {}
+        self._prompt_counts: dict[str, int] = {}
         self._uploads: dict[str, _Upload] = {}
         self._creates: deque[float] = deque()
         self._queries: deque[float] = deque()
@@ -580,9 +582,14 @@ class SandboxServer:
             )
             early = "early_callback" in faults
             latency = tuple(0.0 if early else config.latency.get(s, 0.0) for s in STATES)
+            # Variants of one prompt differ, yet a fresh server replays the same sequence.
+            prompt = body["input"]["prompt"]
+            variation = self._prompt_counts.get(prompt, 0)
+            self._prompt_counts[prompt] = variation + 1
             task = _Task(
                 task_id=f"task_{MODEL}_{_ms(now)}_{next(self._counter)}",
                 body=body,
+                variation=variation,
                 created=now,
                 latency=latency,
                 price=price,
@@ -700,6 +707,7 @@ class SandboxServer:
             resolution=task.input.get("resolution", "1K"),
             output_format=task.extension,
             reference=reference,
+            variation=task.variation,
         )
 
     def _send_callbacks(self, task: _Task, *, early: bool) -> None:
