@@ -18,7 +18,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start
+	$(BIN)/python manage.py runstack
 
 ## Set up and run the whole test suite (unit, integration with a real cluster, browser).
 test: $(STAMP)
