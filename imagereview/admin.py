@@ -3,8 +3,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from imagereview import actions
 from imagereview.jobs import enqueue
-from imagereview.models import Asset, CallbackReceipt, Decision, Event, Generation, ImageRequest
+from imagereview.models import (
+    Asset,
+    CallbackReceipt,
+    Decision,
+    Event,
+    Generation,
+    ImageRequest,
+    ProviderAccount,
+)
 
 
 class GenerationInline(admin.TabularInline):
@@ -60,7 +69,6 @@ class GenerationAdmin(admin.ModelAdmin):
     )
     list_filter = ("state", "provider_state", "failure_code", "provider")
     search_fields = ("provider_task_id", "request__prompt", "=request__id")
-    raw_id_fields = ("request",)
     readonly_fields = (
         "callback_token",
         "queued_at",
@@ -69,7 +77,8 @@ class GenerationAdmin(admin.ModelAdmin):
         "stored_at",
         "updated_at",
     )
-    actions = ["refresh_from_provider"]
+    raw_id_fields = ("request", "duplicate_of", "retry_of")
+    actions = ["refresh_from_provider", "retry"]
 
     @admin.action(description="Ask the provider for the state of the selected generations")
     def refresh_from_provider(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
@@ -77,6 +86,15 @@ class GenerationAdmin(admin.ModelAdmin):
         for generation_id in ids:
             enqueue("refresh_generation", generation_id)
         self.message_user(request, f"Refresh queued for {len(ids)} generations.")
+
+    @admin.action(description="Retry the selected failed or timed-out generations")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        retried = [
+            generation_id
+            for generation_id in queryset.values_list("pk", flat=True)
+            if actions.retry_generation(generation_id=generation_id, actor=request.user)
+        ]
+        self.message_user(request, f"{len(retried)} generations queued again.")
 
 
 @admin.register(Asset)
@@ -148,3 +166,23 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(admin.ModelAdmin):
+    list_display = (
+        "provider",
+        "credits",
+        "credits_checked_at",
+        "circuit_open",
+        "circuit_code",
+        "circuit_reason",
+        "circuit_opened_at",
+    )
+    readonly_fields = list_display[1:] + ("next_probe_at", "updated_at")
+    actions = ["resume"]
+
+    @admin.action(description="Resume submissions (close the circuit)")
+    def resume(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
+        if actions.close_circuit(note="resumed by an admin", actor=request.user):
+            self.message_user(request, "Submissions resume.")

@@ -1,5 +1,8 @@
 from django import forms
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 
+from imagereview import media
 from imagereview.models import (
     MAX_PROMPT_LENGTH,
     MAX_VARIANTS,
@@ -9,9 +12,17 @@ from imagereview.models import (
     Resolution,
 )
 
+# Which acceptance checks can reject an output on their own, per mode.
+CHECKS_BY_MODE = {
+    "generate": ["format", "aspect_ratio", "resolution"],
+    "edit": ["format", "aspect_ratio", "resolution", "reference"],
+}
+
 
 class GenerationRequestForm(forms.Form):
     """A prompt-only request: the prompt, its parameters and how many variants."""
+
+    mode = "generate"
 
     prompt = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "Describe the image you want"}),
@@ -29,18 +40,85 @@ class GenerationRequestForm(forms.Form):
         choices=[(n, str(n)) for n in range(1, MAX_VARIANTS + 1)],
         coerce=int,
         initial=1,
-        error_messages={
-            "invalid_choice": f"Choose between 1 and {MAX_VARIANTS} variants.",
-        },
+        error_messages={"invalid_choice": f"Choose between 1 and {MAX_VARIANTS} variants."},
+    )
+    auto_reject = forms.BooleanField(
+        required=False,
+        label="Reject outputs that fail an acceptance check without asking a reviewer",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         for name in ("aspect_ratio", "resolution", "output_format"):
-            label = name.replace("_", " ")
             self.fields[name].error_messages["invalid_choice"] = (
-                f"%(value)s is not a valid {label}; pick one from the list."
+                f"%(value)s is not a valid {name.replace('_', ' ')}; pick one from the list."
             )
+
+    def request_fields(self) -> dict:
+        """The cleaned values as `create_request` takes them."""
+        data = dict(self.cleaned_data)
+        data["acceptance_rules"] = {
+            "auto_reject": CHECKS_BY_MODE[self.mode] if data.pop("auto_reject") else []
+        }
+        return data
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class ReferencesField(forms.FileField):
+    """Several reference images in one input."""
+
+    widget = MultipleFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"})
+
+    def clean(self, data: object, initial: object = None) -> list[UploadedFile]:
+        if isinstance(data, list | tuple):
+            return [super(ReferencesField, self).clean(item, initial) for item in data if item]
+        return [super().clean(data, initial)] if data else []
+
+
+class EditRequestForm(GenerationRequestForm):
+    """An edit: the prompt and parameters plus 1 to 8 reference images, the first leading."""
+
+    mode = "edit"
+
+    references = ReferencesField(
+        required=False,
+        label="Reference images",
+        help_text="JPEG, PNG or WebP, at most 30 MB each; the first one is edited.",
+    )
+
+    field_order = ["prompt", "references"]
+
+    def __init__(self, *args: object, source_output: object = None, **kwargs: object) -> None:
+        self.source_output = source_output
+        super().__init__(*args, **kwargs)
+        self.fields["aspect_ratio"].initial = AspectRatio.AUTO
+
+    def clean_references(self) -> list[UploadedFile]:
+        files = self.cleaned_data["references"]
+        given = len(files) + (1 if self.source_output else 0)
+        if given == 0:
+            raise ValidationError("Add at least one reference image to edit.")
+        if given > media.MAX_REFERENCES:
+            raise ValidationError(
+                f"At most {media.MAX_REFERENCES} reference images (you gave {given})."
+            )
+        errors = []
+        for upload in files:
+            try:
+                media.validate_reference(upload, name=upload.name)
+            except media.BadImage as error:
+                errors.append(str(error))
+        if errors:
+            raise ValidationError(errors)
+        return files
+
+    def request_fields(self) -> dict:
+        data = super().request_fields()
+        data.pop("references")
+        return data
 
 
 class DecisionForm(forms.Form):

@@ -2,6 +2,9 @@
 
 import hashlib
 import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
@@ -9,8 +12,19 @@ from PIL import Image, UnidentifiedImageError
 
 FORMAT_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
 # Decoding a bigger image is refused, whatever its file size (decompression bombs).
 MAX_PIXELS = 80_000_000
+
+# What the provider accepts as image_input.
+REFERENCE_FORMATS = ("JPEG", "PNG", "WEBP")
+MAX_REFERENCES = 8
+MAX_REFERENCE_BYTES = 30 * 1024 * 1024
+# Over twice the pixels of a 4K output, while one decoded as RGBA takes at most 160 MB.
+MAX_REFERENCE_PIXELS = 40_000_000
+
+# What Pillow raises for a file it cannot identify or decode, truncated or corrupt.
+_DECODING_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
 class BadImage(Exception):
@@ -34,43 +48,94 @@ class ImageFacts:
         return FORMAT_EXTENSIONS[self.format]
 
 
+@contextmanager
+def _open_image(
+    stream: IO[bytes], *, formats: tuple[str, ...], max_pixels: int
+) -> Iterator[Image.Image]:
+    """Open an image of one of `formats`, refusing it before decoding if it is too large.
+
+    Errors from decoding it inside the `with` block are raised as BadImage too.
+    """
+    stream.seek(0)
+    try:
+        # Pillow only warns between its limit and twice that; a warning must refuse too.
+        # (Our caps are lower, so a filter lost to another thread changes no outcome.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Only the accepted formats' parsers ever see the bytes; the type comes from
+            # the content alone.
+            with Image.open(stream, formats=formats) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise BadImage(
+                        f"the image is {width:,}×{height:,} pixels, "
+                        f"over the limit of {max_pixels:,} pixels"
+                    )
+                yield image
+    except UnidentifiedImageError as error:
+        raise BadImage(f"the file is not a readable {_format_list(formats)} image") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImage("the image has too many pixels to decode safely") from error
+    except _DECODING_ERRORS as error:
+        raise BadImage(f"the image is damaged or incomplete: {error}") from error
+    finally:
+        stream.seek(0)
+
+
+def _format_list(formats: tuple[str, ...]) -> str:
+    *rest, last = [FORMAT_NAMES.get(kind, kind) for kind in formats]
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
 def inspect_image(
-    stream: IO[bytes], *, allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
+    stream: IO[bytes],
+    *,
+    allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP"),
+    max_pixels: int = MAX_PIXELS,
 ) -> ImageFacts:
     """Identify an image by its content, decode it fully, and hash it."""
-    stream.seek(0)
+    with _open_image(stream, formats=allowed_formats, max_pixels=max_pixels) as image:
+        image.load()
+        # A multi-picture JPEG (as many phones write) is a JPEG to everyone but Pillow.
+        kind = "JPEG" if image.format == "MPO" else image.format or ""
+        width, height = image.size
     digest = hashlib.sha256()
     size = 0
     for chunk in iter(lambda: stream.read(1024 * 1024), b""):
         digest.update(chunk)
         size += len(chunk)
     stream.seek(0)
-    try:
-        with Image.open(stream) as image:
-            kind = image.format or ""
-            if kind not in allowed_formats:
-                raise BadImage(f"{kind or 'unknown'} is not an accepted image type")
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise BadImage(f"{width}x{height} is over the {MAX_PIXELS:,} pixel limit")
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise BadImage(f"not a readable image: {error}") from error
-    finally:
-        stream.seek(0)
     return ImageFacts(
         sha256=digest.hexdigest(), bytes=size, width=width, height=height, format=kind
     )
 
 
+def validate_reference(upload: IO[bytes], *, name: str) -> ImageFacts:
+    """Check that an uploaded file can be given to the provider as a reference image.
+
+    Raise BadImage with a message that names the file, fit to show next to it in a form.
+    """
+    size = upload.seek(0, io.SEEK_END)
+    upload.seek(0)
+    if size > MAX_REFERENCE_BYTES:
+        raise BadImage(
+            f"{name}: the file is {size / 1024 / 1024:.1f} MB, "
+            f"over the limit of {MAX_REFERENCE_BYTES // 1024 // 1024} MB."
+        )
+    try:
+        return inspect_image(
+            upload, allowed_formats=REFERENCE_FORMATS, max_pixels=MAX_REFERENCE_PIXELS
+        )
+    except BadImage as error:
+        raise BadImage(f"{name}: {error}.") from error
+
+
 def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
     """A JPEG thumbnail that fits in a `size` square."""
-    stream.seek(0)
-    with Image.open(stream) as image:
+    with _open_image(stream, formats=tuple(FORMAT_NAMES), max_pixels=MAX_PIXELS) as image:
         image.draft("RGB", (size, size))
         image = image.convert("RGB")
         image.thumbnail((size, size))
         out = io.BytesIO()
         image.save(out, "JPEG", quality=82, optimize=True)
-    stream.seek(0)
     return out.getvalue()

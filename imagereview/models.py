@@ -112,6 +112,14 @@ class Generation(models.Model):
 
     request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="generations")
     variant = models.PositiveSmallIntegerField(default=1)
+    # Set on a provider task we did not mean to create (a create that timed out, then was
+    # resubmitted): it is billed, so it is kept and shown, never hidden.
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="duplicates"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
     provider = models.CharField(max_length=32, default="kie")
     # NULL, not "", until createTask answers: the unique constraint ignores NULLs.
     provider_task_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
@@ -120,6 +128,8 @@ class Generation(models.Model):
     )
     provider_state = models.CharField(max_length=16, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    queries = models.PositiveIntegerField(default=0)
+    store_attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     failure_code = models.CharField(max_length=16, blank=True)
     failure_message = models.TextField(blank=True)
@@ -147,6 +157,11 @@ class Generation(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL_STATES
+
+    def callback_url(self) -> str:
+        """The per-generation URL the provider calls back, with its unguessable token."""
+        path = reverse("provider_callback", args=[self.pk, self.callback_token])
+        return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
 def asset_path(asset: "Asset", filename: str) -> str:
@@ -176,6 +191,8 @@ class Asset(models.Model):
     source_url = models.URLField(max_length=2000, blank=True)
     provider_url = models.URLField(max_length=2000, blank=True)
     provider_url_expires_at = models.DateTimeField(null=True, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    flagged = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -210,8 +227,13 @@ class Decision(models.Model):
         OTHER = "other", "Other"
 
     output = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="decisions")
+    # Empty for a decision the acceptance rules made on their own.
     reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="decisions",
     )
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     reason = models.CharField(max_length=16, choices=Reason.choices, blank=True)
@@ -225,7 +247,8 @@ class Decision(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_verdict_display()} of output {self.output_id} by {self.reviewer}"
+        by = self.reviewer or "the acceptance rules"
+        return f"{self.get_verdict_display()} of output {self.output_id} by {by}"
 
 
 class CallbackReceipt(models.Model):
@@ -280,3 +303,47 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} {self.from_state or '-'} -> {self.to_state} by {self.source}"
+
+
+class ProviderAccount(models.Model):
+    """What we know of our account at a provider: credits, and whether submitting is halted.
+
+    The circuit opens on 401/402/433/505: waiting work stays queued with the reason shown to
+    admins, and closes after a successful credit check or an admin's word.
+    """
+
+    provider = models.CharField(max_length=32, unique=True, default="kie")
+    credits = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    credits_checked_at = models.DateTimeField(null=True, blank=True)
+    circuit_open = models.BooleanField(default=False)
+    circuit_code = models.CharField(max_length=16, blank=True)
+    circuit_reason = models.TextField(blank=True)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        state = f"halted ({self.circuit_code})" if self.circuit_open else "open for work"
+        return f"{self.provider} account, {state}"
+
+
+class RateSlot(models.Model):
+    """A reserved moment for one provider call, so limits hold across processes and hosts."""
+
+    key = models.CharField(max_length=200)
+    at = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.at:.3f}"
+
+
+class RateWindow(models.Model):
+    """The row a reservation locks, one per limited key."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -9,6 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from imagereview.models import ProviderAccount
+
 REQUESTERS = "requesters"
 REVIEWERS = "reviewers"
 
@@ -30,6 +32,9 @@ def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     return wrapper
 
 
-def context(request: HttpRequest) -> dict[str, bool]:
-    """Template context: what the signed-in user may see in the navigation."""
-    return {"is_reviewer": is_reviewer(request.user)}
+def context(request: HttpRequest) -> dict[str, object]:
+    """Template context: what the signed-in user may see in the navigation and banners."""
+    halt = None
+    if request.user.is_authenticated and request.user.is_staff:
+        halt = ProviderAccount.objects.filter(circuit_open=True).first()
+    return {"is_reviewer": is_reviewer(request.user), "provider_halt": halt}

@@ -191,6 +191,17 @@ KIE_CALLBACK_TOLERANCE = envint("KIE_CALLBACK_TOLERANCE", "300")
 KIE_CONNECT_TIMEOUT = envfloat("KIE_CONNECT_TIMEOUT", "5")
 KIE_READ_TIMEOUT = envfloat("KIE_READ_TIMEOUT", "30")
 KIE_CALLBACKS = envbool("KIE_CALLBACKS", "true")
+# The provider's limits, and a margin so that our clock and the provider's never disagree.
+KIE_SUBMIT_LIMIT = envint("KIE_SUBMIT_LIMIT", "20")
+KIE_SUBMIT_WINDOW = envfloat("KIE_SUBMIT_WINDOW", "10")
+KIE_QUERY_LIMIT = envint("KIE_QUERY_LIMIT", "10")
+KIE_QUERY_WINDOW = envfloat("KIE_QUERY_WINDOW", "1")
+KIE_RATE_MARGIN = envfloat("KIE_RATE_MARGIN", "0.03")
+# A submit or refresh job waits this long at most for its slot, else it is deferred.
+KIE_SLOT_MAX_WAIT = envfloat("KIE_SLOT_MAX_WAIT", "3")
+# Credits per image by resolution, to know before submitting whether the balance covers it.
+KIE_PRICES = {"1K": 18, "2K": 18, "4K": 24}
+KIE_CREDITS_MAX_AGE = envint("KIE_CREDITS_MAX_AGE", "300")
 
 SANDBOX = {
     "latency": {

@@ -24,4 +24,5 @@ def store_outputs(generation_id: int) -> None:
 
 
 def reconcile() -> dict[str, int]:
-    return actions.reconcile()
+    with client_from_settings() as client:
+        return actions.reconcile(client=client)

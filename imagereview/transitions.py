@@ -4,7 +4,7 @@ It checks the change is allowed, saves the state with the fields that go with it
 the audit event in the same transaction.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -13,14 +13,15 @@ from imagereview.models import Event, Generation, ImageRequest
 
 G = Generation.State
 R = ImageRequest.Status
+Row = TypeVar("Row", Generation, ImageRequest)
 
 ALLOWED: dict[type, dict[str, set[str]]] = {
     Generation: {
-        G.QUEUED: {G.SUBMITTING, G.FAILED},
+        G.QUEUED: {G.SUBMITTING, G.SUBMITTED, G.FAILED},
         G.SUBMITTING: {G.SUBMITTED, G.QUEUED, G.FAILED},
         G.SUBMITTED: {G.SUCCEEDED, G.FAILED, G.TIMED_OUT},
         G.SUCCEEDED: {G.STORED, G.FAILED},
-        G.TIMED_OUT: {G.SUCCEEDED, G.FAILED, G.QUEUED},
+        G.TIMED_OUT: {G.SUCCEEDED, G.FAILED},
         G.STORED: set(),
         G.FAILED: set(),
     },
@@ -30,13 +31,18 @@ ALLOWED: dict[type, dict[str, set[str]]] = {
         R.APPROVED: set(),
         R.REJECTED: set(),
         R.CHANGES_REQUESTED: set(),
-        R.FAILED: {R.GENERATING},
+        R.FAILED: {R.GENERATING, R.IN_REVIEW},
     },
 }
 
 
 class TransitionNotAllowed(Exception):
     pass
+
+
+def lock(model: type[Row], pk: int) -> Row | None:
+    """Read a row inside the current transaction and hold its lock until the end of it."""
+    return model.objects.select_for_update().filter(pk=pk).first()
 
 
 def state_of(obj: Generation | ImageRequest) -> str:

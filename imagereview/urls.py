@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from imagereview.views import assets, callbacks, requests, review
+from imagereview.views import assets, callbacks, operations, requests, review
 
 urlpatterns = [
     path("", requests.home, name="home"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("requests/", requests.my_requests, name="my_requests"),
     path("requests/new/", requests.new_request, name="new_request"),
+    path("requests/new/edit/", requests.new_edit, name="new_edit"),
     path("requests/<int:request_id>/", requests.request_detail, name="request_detail"),
     path("review/", review.review_queue, name="review_queue"),
     path("review/<int:request_id>/", review.review_detail, name="review_detail"),
@@ -20,5 +21,6 @@ urlpatterns = [
         callbacks.provider_callback,
         name="provider_callback",
     ),
+    path("operations/resume/", operations.resume_submissions, name="resume_submissions"),
     path("admin/", admin.site.urls),
 ]

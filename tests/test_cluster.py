@@ -5,6 +5,7 @@ import pytest
 
 from imagereview import actions
 from imagereview.models import Asset, CallbackReceipt, Generation, ImageRequest
+from imagereview.providers.kie import client_from_settings
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
@@ -55,7 +56,8 @@ def test_request_completes_by_polling_when_no_callback_comes(start_cluster, requ
     image_request = new_request(requester, variants=1)
 
     def reconciled() -> bool:
-        actions.reconcile()
+        with client_from_settings() as client:
+            actions.reconcile(client=client)
         return status_of(image_request) == R.IN_REVIEW
 
     wait_for(

@@ -71,8 +71,9 @@ def test_runstack_serves_web_and_sandbox_and_ctrl_c_stops_everything(tmp_path):
         if stack.poll() is None:
             stack.kill()
     assert stack.returncode == 0, out
-    assert "Stopped web, cluster and sandbox." in out
+    assert "Stopped web, cluster, dispatcher and sandbox." in out
     assert "Q Cluster" in out and "has stopped" in out
+    assert "Dispatcher stopped" in out
     for port in (web, sandbox):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)

@@ -123,7 +123,8 @@ def test_one_failed_variant_still_sends_the_others_to_review(requester, kie):
     assert bad.__class__.objects.get(pk=bad.pk).failure_message == "Internal server error"
 
 
-def test_rejected_create_goes_back_to_the_queue_with_backoff(requester, settings, sandbox):
+def test_a_bad_key_halts_submission_and_parks_the_work(requester, sandbox):
+    from imagereview.models import ProviderAccount
     from imagereview.providers.kie import KieClient
 
     generation = new_request(requester, variants=1).generations.get()
@@ -131,8 +132,9 @@ def test_rejected_create_goes_back_to_the_queue_with_backoff(requester, settings
         actions.submit_generation(generation_id=generation.pk, client=client)
     generation.refresh_from_db()
     assert generation.state == G.QUEUED
-    assert generation.failure_code == "401"
-    assert generation.next_attempt_at > generation.updated_at
+    assert "halted" in generation.failure_message
+    account = ProviderAccount.objects.get()
+    assert account.circuit_open and account.circuit_code == "401"
     assert sandbox.tasks == []
 
 
@@ -145,7 +147,7 @@ def test_decide_refuses_a_reject_without_reason(requester, reviewer, kie):
 
 
 def test_reconcile_enqueues_quiet_generations_and_resubmits_stuck_ones(
-    requester, settings, enqueued
+    requester, settings, enqueued, kie
 ):
     from datetime import timedelta
 
@@ -164,11 +166,11 @@ def test_reconcile_enqueues_quiet_generations_and_resubmits_stuck_ones(
     Generation.objects.filter(pk=stuck.pk).update(state=G.SUBMITTING, updated_at=long_ago)
     enqueued.clear()
 
-    counts = actions.reconcile()
+    counts = actions.reconcile(client=kie)
 
     assert ("imagereview.tasks.submit_generation", queued.pk) in enqueued
     assert ("imagereview.tasks.refresh_generation", submitted.pk) in enqueued
     assert counts["resubmitted"] == 1
     stuck.refresh_from_db()
     assert stuck.state == G.QUEUED
-    assert "unknown" in stuck.events.filter(to_state=G.QUEUED).get().note
+    assert "unanswered" in stuck.events.filter(to_state=G.QUEUED).get().note

@@ -8,7 +8,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from imagereview import actions
-from imagereview.forms import GenerationRequestForm
+from imagereview.actions import ReferenceUpload
+from imagereview.forms import EditRequestForm, GenerationRequestForm
+from imagereview.actions.account import get_account
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.roles import is_reviewer
 
@@ -26,11 +28,51 @@ def home(request: HttpRequest) -> HttpResponse:
 def new_request(request: HttpRequest) -> HttpResponse:
     form = GenerationRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        image_request = actions.create_request(requester=request.user, **form.cleaned_data)
+        image_request = actions.create_request(
+            requester=request.user, mode=ImageRequest.Mode.GENERATE, **form.request_fields()
+        )
         messages.success(request, f"Request #{image_request.pk} is queued.")
         return redirect(image_request)
-    status = 400 if form.errors else 200
-    return render(request, "requests/new.html", {"form": form}, status=status)
+    context = {"form": form, "mode": "generate"}
+    return render(request, "requests/new.html", context, status=400 if form.errors else 200)
+
+
+def _get_output_for_user(request: HttpRequest, asset_id: str | None) -> Asset | None:
+    if not asset_id:
+        return None
+    output = (
+        Asset.objects.select_related("request")
+        .filter(pk=asset_id if asset_id.isdigit() else None, kind=Asset.Kind.OUTPUT)
+        .first()
+    )
+    if output is None or not (
+        output.request.requester_id == request.user.pk or is_reviewer(request.user)
+    ):
+        raise Http404("No such output.")
+    return output
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def new_edit(request: HttpRequest) -> HttpResponse:
+    """An edit request: uploaded references, or an earlier output to edit further."""
+    source = _get_output_for_user(request, request.POST.get("source") or request.GET.get("from"))
+    initial = {"prompt": source.request.prompt} if source and request.method == "GET" else None
+    form = EditRequestForm(
+        request.POST or None, request.FILES or None, source_output=source, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        uploads = [ReferenceUpload(f.name, f) for f in form.cleaned_data["references"]]
+        image_request = actions.create_request(
+            requester=request.user,
+            mode=ImageRequest.Mode.EDIT,
+            references=([source] if source else []) + uploads,
+            **form.request_fields(),
+        )
+        messages.success(request, f"Edit request #{image_request.pk} is queued.")
+        return redirect(image_request)
+    context = {"form": form, "mode": "edit", "source": source}
+    return render(request, "requests/new.html", context, status=400 if form.errors else 200)
 
 
 def with_progress(queryset: QuerySet[ImageRequest]) -> QuerySet[ImageRequest]:
@@ -92,6 +134,11 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     context = {
         "image_request": image_request,
         "generations": generations,
+        "references": image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"),
+        "credits": sum(g.credits or 0 for g in generations),
+        "account": get_account()
+        if image_request.status == ImageRequest.Status.GENERATING
+        else None,
         "live": image_request.status == ImageRequest.Status.GENERATING,
     }
     template = "requests/detail.html#progress" if request.htmx else "requests/detail.html"

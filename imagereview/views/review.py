@@ -1,7 +1,7 @@
 """Reviewers: the queue of requests awaiting review and the review page."""
 
 from django.contrib import messages
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -52,6 +52,8 @@ def _review_context(image_request: ImageRequest) -> dict:
     return {
         "image_request": image_request,
         "outputs": outputs,
+        "references": image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"),
+        "credits": image_request.generations.aggregate(total=Sum("credits"))["total"] or 0,
         "failed_generations": image_request.generations.filter(state__in=["failed", "timed_out"]),
         "decision_form": DecisionForm(),
         "reasons": Decision.Reason.choices,

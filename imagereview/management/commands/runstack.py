@@ -1,4 +1,4 @@
-"""Run web, cluster and (without a Kie key) the sandbox provider together until Ctrl-C."""
+"""Run web, cluster, dispatcher and (without a Kie key) the sandbox together until Ctrl-C."""
 
 import contextlib
 import os
@@ -27,13 +27,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the web server, the django-q2 cluster and the sandbox provider in the foreground."
+    help = "Run web, cluster, dispatcher and sandbox provider in the foreground."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000", help="where the web server listens")
 
     def handle(self, *args: object, addr: str, **options: object) -> None:
-        commands = {"web": ["runserver", addr, "--noreload"], "cluster": ["qcluster"]}
+        commands = {
+            "web": ["runserver", addr, "--noreload"],
+            "cluster": ["qcluster"],
+            "dispatch": ["dispatch"],
+        }
         if settings.USE_SANDBOX:
             commands = {"sandbox": ["sandbox_provider"], **commands}
         signal.signal(signal.SIGTERM, _interrupt)
@@ -80,4 +84,4 @@ class Command(BaseCommand):
             # Sweep anything the child left behind in its session.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
-        self.stdout.write("Stopped web, cluster and sandbox.")
+        self.stdout.write("Stopped web, cluster, dispatcher and sandbox.")

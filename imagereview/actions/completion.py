@@ -1,0 +1,283 @@
+"""Completion: callbacks wake a refresh; the refresh asks recordInfo and applies its answer.
+
+A callback body is never trusted for results. A task we did not know of (an early callback,
+or a create whose answer was lost) is claimed only once recordInfo shows it was created with
+this generation's callback URL.
+"""
+
+import hmac
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from imagereview import limits
+from imagereview.actions.requests import DISPATCH_LEASE, settle_request
+from imagereview.jobs import enqueue_after_commit
+from imagereview.models import CallbackReceipt, Generation
+from imagereview.providers.errors import ProviderError
+from imagereview.providers.kie import (
+    PENDING_STATES,
+    KieClient,
+    TaskRecord,
+    callback_task_id,
+    parse_task,
+    verify_callback_signature,
+)
+from imagereview.transitions import lock, move, record_creation
+
+log = logging.getLogger(__name__)
+
+G = Generation.State
+
+
+def record_callback(
+    *,
+    generation_id: int,
+    token: str,
+    headers: dict[str, str],
+    body: bytes,
+    remote_addr: str | None,
+) -> CallbackReceipt | None:
+    """Keep a callback as evidence and, if it is authentic, wake the refresh of its task."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        payload = None
+    task_id = callback_task_id(payload) if isinstance(payload, dict) else ""
+    code = payload.get("code") if isinstance(payload, dict) else None
+    Outcome = CallbackReceipt.Outcome
+    if not hmac.compare_digest(token.encode(), generation.callback_token.encode()):
+        outcome = Outcome.BAD_TOKEN
+    elif not task_id:
+        outcome = Outcome.MALFORMED
+    elif settings.KIE_WEBHOOK_HMAC_KEY and not verify_callback_signature(
+        key=settings.KIE_WEBHOOK_HMAC_KEY,
+        task_id=task_id,
+        timestamp=headers.get("X-Webhook-Timestamp", ""),
+        signature=headers.get("X-Webhook-Signature", ""),
+        tolerance=settings.KIE_CALLBACK_TOLERANCE,
+    ):
+        outcome = Outcome.BAD_SIGNATURE
+    else:
+        outcome = Outcome.ACCEPTED
+    with transaction.atomic():
+        receipt = CallbackReceipt.objects.create(
+            generation=generation,
+            task_id=task_id[:128],
+            code=code if isinstance(code, int) else None,
+            outcome=outcome,
+            verified=outcome == Outcome.ACCEPTED,
+            headers=headers,
+            body=text[:100_000],
+            remote_addr=remote_addr,
+        )
+        if receipt.verified:
+            # A duplicate task calls back on the URL of the generation it duplicates.
+            duplicate = generation.duplicates.filter(provider_task_id=task_id).first()
+            enqueue_after_commit("refresh_generation", (duplicate or generation).pk)
+    if not receipt.verified:
+        log.warning("callback for generation %s refused: %s", generation_id, outcome)
+    return receipt
+
+
+def refresh_generation(*, generation_id: int, client: KieClient) -> None:
+    """Claim tasks that called back unannounced, then apply the state of our own task."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        return
+    for task_id in _unclaimed_tasks(generation):
+        claim_task(generation_id, task_id, client=client)
+    generation.refresh_from_db()
+    if generation.state not in (G.SUBMITTED, G.TIMED_OUT) or not generation.provider_task_id:
+        return
+    record = _query(generation_id, generation.provider_task_id, client=client)
+    if record is not None:
+        apply_task_record(generation_id=generation_id, record=record)
+
+
+def _unclaimed_tasks(generation: Generation) -> list[str]:
+    """Task ids that authentic callbacks named and no generation holds yet."""
+    named = set(
+        generation.receipts.filter(verified=True)
+        .exclude(task_id="")
+        .values_list("task_id", flat=True)
+    )
+    held = set(
+        Generation.objects.filter(provider_task_id__in=named).values_list(
+            "provider_task_id", flat=True
+        )
+    )
+    return sorted(named - held)
+
+
+def _query(generation_id: int, task_id: str, *, client: KieClient) -> TaskRecord | None:
+    """Ask recordInfo within the shared query limit; None when it must wait or failed."""
+    slot = limits.reserve(limits.query_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+    if not slot.granted:
+        Generation.objects.filter(pk=generation_id).update(
+            next_attempt_at=timezone.now() + timedelta(seconds=slot.wait)
+        )
+        return None
+    time.sleep(slot.wait)
+    Generation.objects.filter(pk=generation_id).update(queries=F("queries") + 1)
+    try:
+        return client.record_info(task_id)
+    except ProviderError as error:
+        _record_refresh_failure(generation_id, task_id, error)
+        return None
+
+
+def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: bool = False) -> None:
+    """Attach a task to a generation waiting on an unanswered create, or keep it as a duplicate.
+
+    `ours` says the create's own answer named this task; otherwise recordInfo must show it
+    was created with this generation's callback URL.
+    """
+    record = _query(generation_id, task_id, client=client)
+    if record is None:
+        return
+    generation = Generation.objects.get(pk=generation_id)
+    if not ours and record.callback_url != generation.callback_url():
+        log.warning("task %s does not belong to generation %s", task_id, generation_id)
+        return
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            generation = lock(Generation, generation_id)
+            if Generation.objects.filter(provider_task_id=task_id).exists():
+                return
+            waiting = generation.state in (G.SUBMITTING, G.QUEUED)
+            if waiting and not generation.provider_task_id:
+                move(
+                    generation,
+                    G.SUBMITTED,
+                    source="cluster",
+                    note=f"task {task_id} claimed after its create went unanswered",
+                    provider_task_id=task_id,
+                    submitted_at=now,
+                )
+                target = generation.pk
+            else:
+                duplicate = Generation.objects.create(
+                    request_id=generation.request_id,
+                    variant=generation.variant,
+                    duplicate_of=generation,
+                    provider_task_id=task_id,
+                    state=G.SUBMITTED,
+                    submitted_at=now,
+                    next_attempt_at=now,
+                )
+                record_creation(duplicate, source="cluster")
+                log.warning(
+                    "task %s is a duplicate of generation %s's; kept as generation %s",
+                    task_id,
+                    generation_id,
+                    duplicate.pk,
+                )
+                target = duplicate.pk
+    except IntegrityError:
+        return  # claimed concurrently
+    apply_task_record(generation_id=target, record=record)
+
+
+def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderError) -> None:
+    log.warning("recordInfo for %s (generation %s) failed: %s", task_id, generation_id, error)
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.provider_task_id != task_id:
+            return
+        if error.code == 404 and generation.state == G.SUBMITTED:
+            move(
+                generation,
+                G.FAILED,
+                source="cluster",
+                note=str(error),
+                failure_code="404",
+                failure_message="The provider does not know this task.",
+            )
+            settle_request(generation.request_id)
+            return
+        generation.next_attempt_at = timezone.now() + timedelta(
+            seconds=max(5.0, error.retry_after or 0.0)
+        )
+        generation.save(update_fields=["next_attempt_at", "updated_at"])
+
+
+def poll_delay(generation: Generation, now: datetime) -> timedelta:
+    """When to ask again about a running task, after the provider's own advice."""
+    age = (now - (generation.submitted_at or now)).total_seconds()
+    if age < 30:
+        return timedelta(seconds=3)
+    if age < 120:
+        return timedelta(seconds=8)
+    return timedelta(seconds=20)
+
+
+def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
+    """Apply what recordInfo says about a generation's task."""
+    now = timezone.now()
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.provider_task_id != record.task_id:
+            return
+        if generation.state not in (G.SUBMITTED, G.TIMED_OUT):
+            return
+        if record.state in PENDING_STATES or not record.is_final:
+            generation.provider_state = record.state[:16]
+            generation.next_attempt_at = now + poll_delay(generation, now)
+            generation.save(update_fields=["provider_state", "next_attempt_at", "updated_at"])
+            return
+        credits = record.credits if record.credits is not None else _callback_credits(generation)
+        if record.state == "success" and record.result_urls:
+            move(
+                generation,
+                G.SUCCEEDED,
+                source="cluster",
+                provider_state=record.state,
+                result_urls=record.result_urls,
+                credits=credits,
+                completed_at=now,
+                next_attempt_at=now + DISPATCH_LEASE,
+            )
+            enqueue_after_commit("store_outputs", generation.pk)
+            return
+        message = record.fail_message or "The provider reported success without result URLs."
+        move(
+            generation,
+            G.FAILED,
+            source="cluster",
+            note=message,
+            provider_state=record.state,
+            failure_code=record.fail_code or "501",
+            failure_message=message[:2000],
+            credits=credits if credits is not None else Decimal(0),
+            completed_at=now,
+        )
+        settle_request(generation.request_id)
+
+
+def _callback_credits(generation: Generation) -> Decimal | None:
+    """The credits an authentic callback reported, when recordInfo leaves them out."""
+    receipts = CallbackReceipt.objects.filter(
+        verified=True, task_id=generation.provider_task_id
+    ).values_list("body", flat=True)
+    for body in receipts:
+        try:
+            data = json.loads(body).get("data") or {}
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        credits = parse_task(data).credits
+        if credits is not None:
+            return credits
+    return None

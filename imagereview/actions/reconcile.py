@@ -1,0 +1,138 @@
+"""The reconciler: the database, not the broker, says what work is due.
+
+It runs every second in the dispatcher process (and every minute as a django-q2 schedule, as
+a safety net): it sends queued work within the provider's limits, asks about quiet tasks,
+retries stores, gives up on tasks that never finish and resubmits creates whose outcome
+stayed unknown past a grace period.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from imagereview.actions.account import get_account, probe_circuit
+from imagereview.actions.requests import DISPATCH_LEASE, settle_request
+from imagereview.jobs import enqueue, enqueue_after_commit
+from imagereview.models import Generation, ImageRequest
+from imagereview.providers.kie import KieClient
+from imagereview.transitions import lock, move, record_creation
+
+log = logging.getLogger(__name__)
+
+G = Generation.State
+BATCH = 200
+
+
+def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, int]:
+    """Enqueue every generation whose next step is due; return how many of each."""
+    now = now or timezone.now()
+    probe_circuit(client=client)
+    submitting_open = not get_account().circuit_open
+    due = {
+        "refresh_generation": Generation.objects.filter(state=G.SUBMITTED),
+        "store_outputs": Generation.objects.filter(state=G.SUCCEEDED),
+    }
+    if submitting_open:
+        due["submit_generation"] = Generation.objects.filter(state=G.QUEUED)
+    counts = {}
+    for job, queryset in due.items():
+        with transaction.atomic():
+            # Several dispatchers may run: each takes rows the others have not locked.
+            ids = list(
+                queryset.filter(next_attempt_at__lte=now)
+                .select_for_update(skip_locked=True)
+                .order_by("next_attempt_at")
+                .values_list("pk", flat=True)[: _batch_size(job)]
+            )
+            # Leased: should the job be lost with its worker, it is due again after the lease.
+            Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + DISPATCH_LEASE)
+        for generation_id in ids:
+            enqueue(job, generation_id)
+        counts[job] = len(ids)
+    counts["timed_out"] = _time_out_quiet_generations(now)
+    counts["resubmitted"] = _release_unanswered_creates(now)
+    if any(counts.values()):
+        log.info("reconcile: %s", {job: n for job, n in counts.items() if n})
+    return counts
+
+
+def _batch_size(job: str) -> int:
+    # Sending more submissions than the limit lets through in a tick only makes them wait.
+    return settings.KIE_SUBMIT_LIMIT if job == "submit_generation" else BATCH
+
+
+def _time_out_quiet_generations(now: datetime) -> int:
+    cutoff = now - timedelta(seconds=settings.RECONCILE_GIVE_UP)
+    count = 0
+    for generation_id in Generation.objects.filter(
+        state=G.SUBMITTED, submitted_at__lte=cutoff
+    ).values_list("pk", flat=True)[:BATCH]:
+        with transaction.atomic():
+            generation = lock(Generation, generation_id)
+            if generation.state != G.SUBMITTED:
+                continue
+            move(
+                generation,
+                G.TIMED_OUT,
+                source="reconciler",
+                failure_code="timeout",
+                failure_message="The provider did not finish this task in time.",
+            )
+            settle_request(generation.request_id)
+            count += 1
+    return count
+
+
+def _release_unanswered_creates(now: datetime) -> int:
+    """Resubmit generations whose create went unanswered past the grace period.
+
+    The first task may exist and be billed; if it ever shows up it is kept as a duplicate.
+    """
+    cutoff = now - timedelta(seconds=settings.RECONCILE_SUBMITTING_GRACE)
+    count = 0
+    for generation_id in Generation.objects.filter(
+        state=G.SUBMITTING, updated_at__lte=cutoff
+    ).values_list("pk", flat=True)[:BATCH]:
+        with transaction.atomic():
+            generation = lock(Generation, generation_id)
+            if generation.state != G.SUBMITTING or generation.provider_task_id:
+                continue
+            move(
+                generation,
+                G.QUEUED,
+                source="reconciler",
+                note="createTask unanswered past the grace period; resubmitting, and a "
+                "duplicate task may be billed",
+                next_attempt_at=now + DISPATCH_LEASE,
+            )
+            enqueue_after_commit("submit_generation", generation_id)
+            count += 1
+    return count
+
+
+def retry_generation(
+    *, generation_id: int, actor: AbstractBaseUser | None = None
+) -> Generation | None:
+    """Try a failed or timed-out generation again as a new generation of the same variant."""
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.state not in (G.FAILED, G.TIMED_OUT):
+            return None
+        if generation.retries.exists():
+            return None
+        image_request = lock(ImageRequest, generation.request_id)
+        retry = Generation.objects.create(
+            request=image_request,
+            variant=generation.variant,
+            retry_of=generation,
+            next_attempt_at=timezone.now() + DISPATCH_LEASE,
+        )
+        record_creation(retry, source="admin", actor=actor)
+        if image_request.status == ImageRequest.Status.FAILED:
+            move(image_request, ImageRequest.Status.GENERATING, source="admin", actor=actor)
+        enqueue_after_commit("submit_generation", retry.pk)
+    return retry

@@ -1,0 +1,171 @@
+"""Submission: create the provider task for a queued generation, within limits and credits."""
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from imagereview import limits
+from imagereview.actions.account import ensure_credits, open_circuit
+from imagereview.actions.completion import claim_task
+from imagereview.actions.requests import settle_request
+from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.providers.errors import Action, ProviderError
+from imagereview.providers.kie import KieClient
+from imagereview.transitions import lock, move
+
+log = logging.getLogger(__name__)
+
+G = Generation.State
+
+MAX_SUBMIT_ATTEMPTS = 8
+# Uploaded references are deleted by the provider after 3 days; stop using a link early.
+REFERENCE_TTL = timedelta(days=3)
+REFERENCE_MARGIN = timedelta(hours=2)
+
+
+def backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
+    ceiling = min(300.0, 2.0 * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0))
+
+
+def submit_generation(*, generation_id: int, client: KieClient) -> None:
+    """Create the provider task for a queued generation and store its taskId at once."""
+    generation = Generation.objects.select_related("request").filter(pk=generation_id).first()
+    if generation is None or generation.state != G.QUEUED:
+        return
+    image_request = generation.request
+    waiting = ensure_credits(client=client, price=settings.KIE_PRICES[image_request.resolution])
+    if waiting:
+        _defer(generation_id, reason=waiting, delay=timedelta(seconds=5))
+        return
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.state != G.QUEUED:
+            return
+        slot = limits.reserve(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+        if not slot.granted:
+            generation.next_attempt_at = timezone.now() + timedelta(seconds=slot.wait)
+            generation.save(update_fields=["next_attempt_at", "updated_at"])
+            return
+        move(generation, G.SUBMITTING, source="cluster", attempts=generation.attempts + 1)
+    time.sleep(slot.wait)
+    try:
+        image_urls = host_references(image_request, client=client)
+        task_id = client.create_task(
+            prompt=image_request.prompt,
+            aspect_ratio=image_request.aspect_ratio,
+            resolution=image_request.resolution,
+            output_format=image_request.output_format,
+            image_urls=image_urls,
+            callback_url=generation.callback_url() if settings.KIE_CALLBACKS else "",
+        )
+    except ProviderError as error:
+        _record_submit_failure(generation_id, error)
+        return
+    if not _record_submission(generation_id, task_id):
+        # The generation moved on (a resubmission after an ambiguous create won): this task
+        # is billed all the same, so it is kept as a duplicate.
+        claim_task(generation_id, task_id, client=client, ours=True)
+
+
+def host_references(image_request: ImageRequest, *, client: KieClient) -> list[str]:
+    """The provider-hosted URLs of a request's references, uploading those without a live one."""
+    now = timezone.now()
+    live_after = now + REFERENCE_MARGIN
+    urls = []
+    for asset in image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"):
+        if not (asset.provider_url and asset.provider_url_expires_at > live_after):
+            twin = (
+                Asset.objects.filter(sha256=asset.sha256, provider_url_expires_at__gt=live_after)
+                .exclude(provider_url="")
+                .first()
+            )
+            if twin:
+                asset.provider_url = twin.provider_url
+                asset.provider_url_expires_at = twin.provider_url_expires_at
+            else:
+                with asset.file.open("rb") as stored:
+                    uploaded = client.upload_file(
+                        content=stored.read(),
+                        file_name=f"{asset.sha256}.{asset.file.name.rsplit('.', 1)[-1]}",
+                        content_type=asset.content_type,
+                        upload_path="imagereview/references",
+                    )
+                asset.provider_url = uploaded.download_url
+                asset.provider_url_expires_at = now + REFERENCE_TTL
+            asset.save(update_fields=["provider_url", "provider_url_expires_at"])
+        urls.append(asset.provider_url)
+    return urls
+
+
+def _defer(generation_id: int, *, reason: str, delay: timedelta) -> None:
+    Generation.objects.filter(pk=generation_id, state=G.QUEUED).update(
+        next_attempt_at=timezone.now() + delay, failure_message=reason[:2000]
+    )
+
+
+def _record_submission(generation_id: int, task_id: str) -> bool:
+    """Store the taskId with the submission; False when the generation no longer waits for it."""
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation.provider_task_id == task_id:
+            return True  # an early callback claimed it already
+        if generation.state != G.SUBMITTING or generation.provider_task_id:
+            return False
+        now = timezone.now()
+        move(
+            generation,
+            G.SUBMITTED,
+            source="cluster",
+            note=f"task {task_id}",
+            provider_task_id=task_id,
+            provider_state="waiting",
+            submitted_at=now,
+            next_attempt_at=now + timedelta(seconds=settings.RECONCILE_FIRST_POLL),
+            failure_code="",
+            failure_message="",
+        )
+    log.info("generation %s submitted as task %s", generation_id, task_id)
+    return True
+
+
+def _record_submit_failure(generation_id: int, error: ProviderError) -> None:
+    log.warning("createTask for generation %s failed: %s (%s)", generation_id, error, error.action)
+    if error.action == Action.HALT:
+        open_circuit(code=error.code, reason=error.message or error.meaning)
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.state != G.SUBMITTING:
+            return
+        failure = {"failure_code": str(error.code), "failure_message": error.message[:2000]}
+        if error.ambiguous:
+            # The task may exist and be billed: wait for its callback, or for the reconciler
+            # to resubmit after a grace period.
+            for name, value in failure.items():
+                setattr(generation, name, value)
+            generation.save(update_fields=[*failure, "updated_at"])
+            return
+        if error.action == Action.FAIL or (
+            error.action == Action.RETRY and generation.attempts >= MAX_SUBMIT_ATTEMPTS
+        ):
+            move(generation, G.FAILED, source="cluster", note=str(error), **failure)
+            settle_request(generation.request_id)
+            return
+        if error.action == Action.HALT:
+            delay = timedelta(0)  # the open circuit holds it back
+        else:
+            delay = backoff(generation.attempts, retry_after=error.retry_after)
+        move(
+            generation,
+            G.QUEUED,
+            source="cluster",
+            note=f"{error.action}: {error}",
+            next_attempt_at=timezone.now() + delay,
+            **failure,
+        )
