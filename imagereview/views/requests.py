@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from imagereview import actions
 from imagereview.actions import ReferenceUpload
-from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.actions.account import get_account
+from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.roles import is_reviewer
 
