@@ -12,10 +12,11 @@ from imagereview.models import (
     Resolution,
 )
 
-# Which acceptance checks can reject an output on their own, per mode.
+# Which acceptance checks may reject an output on their own, per mode. The edit's check
+# against its reference is a similarity judgement: it flags for a reviewer, never rejects.
 CHECKS_BY_MODE = {
     "generate": ["format", "aspect_ratio", "resolution"],
-    "edit": ["format", "aspect_ratio", "resolution", "reference"],
+    "edit": ["format", "aspect_ratio", "resolution"],
 }
 
 

@@ -52,6 +52,27 @@ def reserve(limit: Limit, *, max_wait: float) -> Slot:
     return _reserve_in_database(limit, max_wait=max_wait)
 
 
+# A slot this close is taken and slept for; a later one is waited for and asked again, so
+# that the moment reserved stays the moment the call is sent.
+SEND_NOW = 0.05
+
+
+def acquire(limit: Limit, *, max_wait: float) -> Slot:
+    """Wait (at most `max_wait`) for a slot and take it just before the call is made.
+
+    When the first free slot is further away, return it ungranted, having waited nothing.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        slot = reserve(limit, max_wait=SEND_NOW)
+        if slot.granted:
+            time.sleep(slot.wait)
+            return slot
+        if time.monotonic() + slot.wait > deadline:
+            return slot
+        time.sleep(slot.wait)
+
+
 def _slot_after(recent: list[float], limit: Limit, now: float) -> float:
     """The earliest moment >= now that keeps every window within the limit.
 

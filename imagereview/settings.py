@@ -121,8 +121,8 @@ Q_CLUSTER = {
     "recycle": 500,
     # A job never takes this long; `retry` must exceed it so the ORM broker does not hand
     # out a task that is still running.
-    "timeout": 90,
-    "retry": 120,
+    "timeout": envint("Q_TIMEOUT", "90"),
+    "retry": envint("Q_RETRY", "120"),
     "max_attempts": 3,
     # Our own tables hold the state; storing results makes the monitor lock them all.
     "save_limit": -1,
@@ -223,6 +223,8 @@ THUMBNAIL_SIZE = envint("THUMBNAIL_SIZE", "384")
 
 # The reconciler: when to look at a generation whose callback has not come.
 RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20")
+# How long a dispatched job may sit in the broker before the dispatcher sends it again.
+DISPATCH_LEASE = envint("DISPATCH_LEASE", "30")
 RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")
 RECONCILE_GIVE_UP = envint("RECONCILE_GIVE_UP", "900")
 

@@ -8,7 +8,6 @@ this generation's callback URL.
 import hmac
 import json
 import logging
-import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -18,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from imagereview import limits
-from imagereview.actions.requests import DISPATCH_LEASE, settle_request
+from imagereview.actions.requests import dispatch_lease, settle_request
 from imagereview.jobs import enqueue_after_commit
 from imagereview.models import CallbackReceipt, Generation
 from imagereview.providers.errors import ProviderError
@@ -123,13 +122,12 @@ def _unclaimed_tasks(generation: Generation) -> list[str]:
 
 def _query(generation_id: int, task_id: str, *, client: KieClient) -> TaskRecord | None:
     """Ask recordInfo within the shared query limit; None when it must wait or failed."""
-    slot = limits.reserve(limits.query_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+    slot = limits.acquire(limits.query_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
     if not slot.granted:
         Generation.objects.filter(pk=generation_id).update(
             next_attempt_at=timezone.now() + timedelta(seconds=slot.wait)
         )
         return None
-    time.sleep(slot.wait)
     Generation.objects.filter(pk=generation_id).update(queries=F("queries") + 1)
     try:
         return client.record_info(task_id)
@@ -248,7 +246,7 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
                 result_urls=record.result_urls,
                 credits=credits,
                 completed_at=now,
-                next_attempt_at=now + DISPATCH_LEASE,
+                next_attempt_at=now + dispatch_lease(),
             )
             enqueue_after_commit("store_outputs", generation.pk)
             return

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
-from imagereview.actions.requests import DISPATCH_LEASE, settle_request
+from imagereview.actions.requests import dispatch_lease, settle_request
 from imagereview.jobs import enqueue, enqueue_after_commit
 from imagereview.models import Generation, ImageRequest
 from imagereview.providers.kie import KieClient
@@ -49,7 +49,7 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
                 .values_list("pk", flat=True)[: _batch_size(job)]
             )
             # Leased: should the job be lost with its worker, it is due again after the lease.
-            Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + DISPATCH_LEASE)
+            Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + dispatch_lease())
         for generation_id in ids:
             enqueue(job, generation_id)
         counts[job] = len(ids)
@@ -107,7 +107,7 @@ def _release_unanswered_creates(now: datetime) -> int:
                 source="reconciler",
                 note="createTask unanswered past the grace period; resubmitting, and a "
                 "duplicate task may be billed",
-                next_attempt_at=now + DISPATCH_LEASE,
+                next_attempt_at=now + dispatch_lease(),
             )
             enqueue_after_commit("submit_generation", generation_id)
             count += 1
@@ -129,7 +129,7 @@ def retry_generation(
             request=image_request,
             variant=generation.variant,
             retry_of=generation,
-            next_attempt_at=timezone.now() + DISPATCH_LEASE,
+            next_attempt_at=timezone.now() + dispatch_lease(),
         )
         record_creation(retry, source="admin", actor=actor)
         if image_request.status == ImageRequest.Status.FAILED:

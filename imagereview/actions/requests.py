@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 G = Generation.State
 R = ImageRequest.Status
 
-# How long a dispatched job may sit in the broker before the dispatcher enqueues it again.
-DISPATCH_LEASE = timedelta(seconds=30)
+
+def dispatch_lease() -> timedelta:
+    return timedelta(seconds=settings.DISPATCH_LEASE)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def create_request(
                     stored_files += [asset.file.name, asset.thumbnail.name]
             for variant in range(1, variants + 1):
                 generation = Generation.objects.create(
-                    request=image_request, variant=variant, next_attempt_at=now + DISPATCH_LEASE
+                    request=image_request, variant=variant, next_attempt_at=now + dispatch_lease()
                 )
                 enqueue_after_commit("submit_generation", generation.pk)
     except BaseException:

@@ -2,7 +2,6 @@
 
 import logging
 import random
-import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -44,17 +43,15 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
     if waiting:
         _defer(generation_id, reason=waiting, delay=timedelta(seconds=5))
         return
+    slot = limits.acquire(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+    if not slot.granted:
+        _defer(generation_id, reason="", delay=timedelta(seconds=slot.wait))
+        return
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.state != G.QUEUED:
             return
-        slot = limits.reserve(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
-        if not slot.granted:
-            generation.next_attempt_at = timezone.now() + timedelta(seconds=slot.wait)
-            generation.save(update_fields=["next_attempt_at", "updated_at"])
-            return
         move(generation, G.SUBMITTING, source="cluster", attempts=generation.attempts + 1)
-    time.sleep(slot.wait)
     try:
         image_urls = host_references(image_request, client=client)
         task_id = client.create_task(
@@ -105,9 +102,11 @@ def host_references(image_request: ImageRequest, *, client: KieClient) -> list[s
 
 
 def _defer(generation_id: int, *, reason: str, delay: timedelta) -> None:
-    Generation.objects.filter(pk=generation_id, state=G.QUEUED).update(
-        next_attempt_at=timezone.now() + delay, failure_message=reason[:2000]
-    )
+    """Leave a generation queued until later; `reason`, if any, is shown to its requester."""
+    changes = {"next_attempt_at": timezone.now() + delay}
+    if reason:
+        changes["failure_message"] = reason[:2000]
+    Generation.objects.filter(pk=generation_id, state=G.QUEUED).update(**changes)
 
 
 def _record_submission(generation_id: int, task_id: str) -> bool:

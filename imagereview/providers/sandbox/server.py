@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -364,6 +364,8 @@ class SandboxServer:
         self._held = 0
         self._tasks: dict[str, _Task] = {}
         self._prompt_counts: dict[str, int] = {}
+        self._calls: Counter[str] = Counter()
+        self._answered_429: Counter[str] = Counter()
         self._uploads: dict[str, _Upload] = {}
         self._creates: deque[float] = deque()
         self._queries: deque[float] = deque()
@@ -398,6 +400,7 @@ class SandboxServer:
             ("GET", "/sandbox/config"): _Route(self._get_config, auth=False),
             ("POST", "/sandbox/config"): _Route(self._set_config, auth=False),
             ("GET", "/sandbox/tasks"): _Route(self._list_tasks, auth=False),
+            ("GET", "/sandbox/stats"): _Route(self._get_stats, auth=False),
         }
 
     # Life cycle
@@ -499,10 +502,28 @@ class SandboxServer:
 
     # Dispatch
 
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Calls answered per path, and how many of them were 429s."""
+        with self._lock:
+            return {"calls": dict(self._calls), "answered_429": dict(self._answered_429)}
+
     def handle(
         self, method: str, target: str, headers: Message, read_body: Callable[[int], bytes]
     ) -> _Reply:
-        """Answer one HTTP request."""
+        """Answer one HTTP request, counting it."""
+        reply = self._answer(method, target, headers, read_body)
+        path = urlsplit(target).path
+        if path.startswith("/api/"):
+            with self._lock:
+                self._calls[path] += 1
+                if reply.code == 429 or reply.status == 429:
+                    self._answered_429[path] += 1
+        return reply
+
+    def _answer(
+        self, method: str, target: str, headers: Message, read_body: Callable[[int], bytes]
+    ) -> _Reply:
         parts = urlsplit(target)
         path = parts.path
         request = _Request(method, path, dict(parse_qsl(parts.query)), headers)
@@ -912,6 +933,9 @@ class SandboxServer:
         except ValueError as exc:
             raise _Rejection(422, str(exc)) from exc
         return self._get_config(request)
+
+    def _get_stats(self, request: _Request) -> _Reply:
+        return _envelope(200, "success", self.stats)
 
     def _list_tasks(self, request: _Request) -> _Reply:
         return _envelope(200, "success", self.tasks)
