@@ -1,8 +1,10 @@
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -104,30 +106,44 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class Cluster:
-    """A real `manage.py qcluster` process on the test database and broker."""
+class ManagedProcess:
+    """A `manage.py` process (qcluster, dispatch) on the test database, in its own session."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.command = command
+        self.env = env
         self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+        self._log = log_path.open("ab")
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *self.command],
             cwd=ROOT,
-            env=env,
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the process and every worker it started, mid-whatever they were doing."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.process = self._spawn()
+
     def stop(self) -> None:
         self.process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.kill()
         self._log.close()
 
 
@@ -149,22 +165,27 @@ def cluster_env(live_server, sandbox: SandboxServer, settings, tmp_path: Path) -
 
 
 @pytest.fixture
-def start_cluster(cluster_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Start clusters on demand (with extra environment); stop them all at the end."""
+def start_process(cluster_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Start `manage.py` processes on demand (with extra environment); stop them at the end."""
     from django_q.brokers import get_broker
 
     get_broker().purge_queue()
-    clusters: list[Cluster] = []
+    started: list[ManagedProcess] = []
 
-    def start(**extra_env: str) -> Cluster:
-        log_path = tmp_path / f"cluster-{len(clusters)}.log"
-        cluster = Cluster({**cluster_env, **extra_env}, log_path)
-        clusters.append(cluster)
-        return cluster
+    def start(*command: str, **extra_env: str) -> ManagedProcess:
+        log_path = tmp_path / f"{command[0]}-{len(started)}.log"
+        process = ManagedProcess(list(command), {**cluster_env, **extra_env}, log_path)
+        started.append(process)
+        return process
 
     yield start
-    for cluster in clusters:
-        cluster.stop()
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_cluster(start_process) -> Callable[..., ManagedProcess]:
+    return lambda **extra_env: start_process("qcluster", **extra_env)
 
 
 def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.1, message: str = ""):
