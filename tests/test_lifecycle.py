@@ -1,0 +1,332 @@
+"""The task lifecycle under provider codes, lost answers, odd callbacks and timeouts."""
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from imagereview import actions
+from imagereview.models import (
+    Asset,
+    CallbackReceipt,
+    Event,
+    Generation,
+    ImageRequest,
+    ProviderAccount,
+)
+from imagereview.providers.kie import KieClient
+from tests.conftest import wait_for
+
+G = Generation.State
+R = ImageRequest.Status
+
+
+@pytest.fixture(autouse=True)
+def quick(settings):
+    settings.KIE_SLOT_MAX_WAIT = 0.5
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:9"  # callbacks go nowhere; tests post them
+
+
+def new_request(requester, **overrides) -> ImageRequest:
+    params = {
+        "prompt": "a glass teapot on a wooden table",
+        "aspect_ratio": "1:1",
+        "resolution": "1K",
+        "output_format": "png",
+        "variants": 1,
+    }
+    return actions.create_request(requester=requester, **(params | overrides))
+
+
+def answering(create_reply: httpx.Response, *, balance: float = 1000) -> KieClient:
+    """A client whose provider has `balance` credits and answers createTask with a reply."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/chat/credit":
+            return httpx.Response(200, json={"code": 200, "msg": "success", "data": balance})
+        return create_reply
+
+    return KieClient(
+        api_base="https://api.test",
+        upload_base="https://upload.test",
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def envelope(code: int, msg: str = "", **headers: str) -> httpx.Response:
+    return httpx.Response(200, json={"code": code, "msg": msg, "data": None}, headers=headers)
+
+
+@pytest.mark.parametrize("code", [401, 402, 433, 505])
+def test_halt_codes_open_the_circuit_and_park_the_work(requester, code, enqueued, kie):
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=answering(envelope(code, "stop")))
+    generation.refresh_from_db()
+    account = ProviderAccount.objects.get()
+    assert generation.state == G.QUEUED
+    assert account.circuit_open and account.circuit_code == str(code)
+    assert Event.objects.filter(subject="account", to_state="halted").count() == 1
+
+    # While halted, the dispatcher sends no submission at all.
+    Generation.objects.filter(pk=generation.pk).update(next_attempt_at=timezone.now())
+    enqueued.clear()
+    actions.reconcile(client=answering(envelope(code)))
+    assert not [job for job in enqueued if job[0].endswith("submit_generation")]
+
+
+@pytest.mark.parametrize("code", [429, 455, 500])
+def test_retry_codes_requeue_with_backoff_honouring_retry_after(requester, code):
+    generation = new_request(requester).generations.get()
+    before = timezone.now()
+    actions.submit_generation(
+        generation_id=generation.pk,
+        client=answering(envelope(code, "busy", **{"Retry-After": "40"})),
+    )
+    generation.refresh_from_db()
+    assert generation.state == G.QUEUED
+    assert generation.failure_code == str(code)
+    assert generation.next_attempt_at >= before + timedelta(seconds=40)
+    assert not ProviderAccount.objects.get().circuit_open
+
+
+def test_backoff_grows_with_jitter_and_a_ceiling():
+    delays = [actions.backoff(attempt).total_seconds() for attempt in range(1, 12)]
+    assert 1 <= delays[0] <= 2
+    assert 8 <= delays[3] <= 16
+    assert all(150 <= delay <= 300 for delay in delays[-3:])
+
+
+def test_validation_failure_fails_with_the_providers_message_for_the_requester(requester, client):
+    image_request = new_request(requester)
+    generation = image_request.generations.get()
+    reply = envelope(422, "Invalid prompt: prompt contains prohibited content")
+    actions.submit_generation(generation_id=generation.pk, client=answering(reply))
+    generation.refresh_from_db()
+    image_request.refresh_from_db()
+    assert (generation.state, generation.failure_code) == (G.FAILED, "422")
+    assert image_request.status == R.FAILED
+    client.force_login(requester)
+    page = client.get(image_request.get_absolute_url()).content.decode()
+    assert "Invalid prompt: prompt contains prohibited content" in page
+
+
+def test_no_credits_open_the_circuit_before_any_create(requester, sandbox, kie):
+    sandbox.configure(credits=5)
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    account = ProviderAccount.objects.get()
+    assert account.circuit_open and account.circuit_code == "402"
+    assert sandbox.tasks == []
+
+    # Credits return: the next due probe closes the circuit and the work goes out.
+    sandbox.configure(credits=500)
+    ProviderAccount.objects.update(next_probe_at=timezone.now())
+    actions.reconcile(client=kie)
+    assert not ProviderAccount.objects.get().circuit_open
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    generation.refresh_from_db()
+    assert generation.state == G.SUBMITTED and len(sandbox.tasks) == 1
+
+
+def test_admins_see_the_halt_and_can_resume(requester, client, db):
+    actions.open_circuit(code=402, reason="insufficient credits")
+    admin = type(requester).objects.create_superuser("boss", password="boss-password")
+    client.force_login(admin)
+    page = client.get(reverse("review_queue")).content.decode()
+    assert "Submissions are paused." in page and "insufficient credits" in page
+    client.post(reverse("resume_submissions"))
+    assert not ProviderAccount.objects.get().circuit_open
+    client.force_login(requester)
+    assert "Submissions are paused." not in client.get(reverse("my_requests")).content.decode()
+
+
+def test_resume_is_for_staff_only(requester_client):
+    actions.open_circuit(code=401, reason="bad key")
+    requester_client.post(reverse("resume_submissions"))
+    assert ProviderAccount.objects.get().circuit_open
+
+
+def test_a_create_that_timed_out_waits_then_is_resubmitted(requester, enqueued, settings):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/chat/credit":
+            return httpx.Response(200, json={"code": 200, "msg": "ok", "data": 100})
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client = KieClient(
+        api_base="https://api.test",
+        upload_base="https://u.test",
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+    )
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=client)
+    generation.refresh_from_db()
+    assert generation.state == G.SUBMITTING  # ambiguous: it may exist and be billed
+    assert generation.failure_code == "599"
+
+    actions.reconcile(client=client)
+    generation.refresh_from_db()
+    assert generation.state == G.SUBMITTING  # still within the grace period
+
+    later = timezone.now() + timedelta(seconds=settings.RECONCILE_SUBMITTING_GRACE + 1)
+    actions.reconcile(client=client, now=later)
+    generation.refresh_from_db()
+    assert generation.state == G.QUEUED
+    assert "duplicate task may be billed" in generation.events.latest("id").note
+
+
+def post_callback(client, generation: Generation, task_id: str):
+    body = {"code": 200, "msg": "done", "data": {"taskId": task_id, "state": "success"}}
+    url = reverse("provider_callback", args=[generation.pk, generation.callback_token])
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def create_task_for(generation: Generation, kie: KieClient) -> str:
+    """A task made for `generation` whose create answer the app never saw."""
+    return kie.create_task(
+        prompt=generation.request.prompt,
+        aspect_ratio="1:1",
+        resolution="1K",
+        output_format="png",
+        callback_url=generation.callback_url(),
+    )
+
+
+def finish(generation: Generation, kie: KieClient, sandbox) -> Generation:
+    wait_for(lambda: all(t["state"] == "success" for t in sandbox.tasks), timeout=10)
+    actions.refresh_generation(generation_id=generation.pk, client=kie)
+    actions.store_outputs(generation_id=generation.pk, client=kie)
+    generation.refresh_from_db()
+    return generation
+
+
+def test_an_early_callback_claims_the_task_before_its_create_answer(
+    requester, client, kie, sandbox
+):
+    generation = new_request(requester).generations.get()
+    Generation.objects.filter(pk=generation.pk).update(state=G.SUBMITTING)
+    task_id = create_task_for(generation, kie)
+    wait_for(lambda: sandbox.tasks[0]["state"] == "success", timeout=10)
+
+    assert post_callback(client, generation, task_id).status_code == 200
+    generation = finish(generation, kie, sandbox)
+    assert (generation.state, generation.provider_task_id) == (G.STORED, task_id)
+
+    # The create's own answer, arriving last, changes nothing.
+    from imagereview.actions.submission import _record_submission
+
+    assert _record_submission(generation.pk, task_id)
+    assert Generation.objects.count() == 1
+
+
+def test_a_task_from_an_unanswered_create_is_kept_as_a_visible_duplicate(
+    requester, client, kie, sandbox
+):
+    generation = new_request(requester).generations.get()
+    lost = create_task_for(generation, kie)
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    generation = finish(generation, kie, sandbox)
+    assert generation.provider_task_id != lost
+
+    post_callback(client, generation, lost)
+    actions.refresh_generation(generation_id=generation.pk, client=kie)
+    duplicate = Generation.objects.get(duplicate_of=generation)
+    actions.store_outputs(generation_id=duplicate.pk, client=kie)
+    duplicate.refresh_from_db()
+    assert (duplicate.provider_task_id, duplicate.state) == (lost, G.STORED)
+    assert duplicate.credits == 18
+    assert Asset.objects.filter(kind="output", request=generation.request).count() == 2
+
+
+def test_a_callback_naming_someone_elses_task_is_not_claimed(requester, client, kie, sandbox):
+    mine, other = new_request(requester, variants=2).generations.all()
+    Generation.objects.filter(pk=mine.pk).update(state=G.SUBMITTING)
+    foreign = create_task_for(other, kie)
+    wait_for(lambda: sandbox.tasks[0]["state"] == "success", timeout=10)
+    post_callback(client, mine, foreign)
+    actions.refresh_generation(generation_id=mine.pk, client=kie)
+    mine.refresh_from_db()
+    assert mine.state == G.SUBMITTING and mine.provider_task_id is None
+    assert not Generation.objects.filter(provider_task_id=foreign).exists()
+
+
+def test_duplicate_and_out_of_order_callbacks_end_in_one_state(requester, client, kie, sandbox):
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    generation.refresh_from_db()
+    task_id = generation.provider_task_id
+    # A "failed" body, then two successes: only recordInfo's answer counts.
+    url = reverse("provider_callback", args=[generation.pk, generation.callback_token])
+    failed = {"code": 501, "data": {"taskId": task_id, "state": "fail"}}
+    client.post(url, json.dumps(failed), content_type="application/json")
+    post_callback(client, generation, task_id)
+    post_callback(client, generation, task_id)
+    for _ in range(3):
+        generation = finish(generation, kie, sandbox)
+    assert generation.state == G.STORED
+    assert generation.outputs.count() == 1
+    assert CallbackReceipt.objects.filter(verified=True).count() == 3
+    assert generation.request.status == R.IN_REVIEW
+
+
+def test_a_quiet_task_times_out_and_an_admin_can_retry_it(requester, kie, sandbox, settings):
+    image_request = new_request(requester)
+    generation = image_request.generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    long_ago = timezone.now() - timedelta(seconds=settings.RECONCILE_GIVE_UP + 5)
+    Generation.objects.filter(pk=generation.pk).update(submitted_at=long_ago)
+    counts = actions.reconcile(client=kie)
+    generation.refresh_from_db()
+    image_request.refresh_from_db()
+    assert counts["timed_out"] == 1
+    assert generation.state == G.TIMED_OUT
+    assert image_request.status == R.FAILED
+
+    retry = actions.retry_generation(generation_id=generation.pk)
+    image_request.refresh_from_db()
+    assert retry.retry_of == generation and retry.state == G.QUEUED
+    assert image_request.status == R.GENERATING
+    assert actions.retry_generation(generation_id=generation.pk) is None  # once only
+
+    # The late task still finishes: its output is kept and the request reaches review.
+    generation = finish(generation, kie, sandbox)
+    assert generation.state == G.STORED
+
+
+def test_a_refresh_waits_for_a_query_slot(requester, kie, settings):
+    from imagereview import limits
+
+    settings.KIE_QUERY_LIMIT, settings.KIE_SLOT_MAX_WAIT = 1, 0.1
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    limits.reserve(limits.query_limit(), max_wait=0)  # someone else took the only slot
+    generation.refresh_from_db()
+    before = generation.queries
+    actions.refresh_generation(generation_id=generation.pk, client=kie)
+    generation.refresh_from_db()
+    assert generation.queries == before
+    assert generation.next_attempt_at > timezone.now()
+
+
+def test_an_expired_result_link_is_refreshed_once_through_the_provider(requester, kie, sandbox):
+    sandbox.configure(rate_result_expired=1.0)
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    generation = finish(generation, kie, sandbox)
+    assert generation.state == G.STORED
+    assert sandbox.stats["calls"]["/api/v1/common/download-url"] == 1
+
+
+def test_costs_roll_up_per_request_including_failures(requester, client, kie, sandbox):
+    image_request = new_request(requester, variants=2)
+    ok, bad = image_request.generations.all()
+    actions.submit_generation(generation_id=ok.pk, client=kie)
+    finish(ok, kie, sandbox)
+    Generation.objects.filter(pk=bad.pk).update(state=G.FAILED, credits=0)
+    client.force_login(requester)
+    page = client.get(image_request.get_absolute_url()).content.decode()
+    assert "18 credits" in page

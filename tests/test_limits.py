@@ -1,0 +1,107 @@
+"""The shared rate limiter holds across processes, in the database and in Redis."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imagereview import limits
+from tests.conftest import database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+WORKER = """
+import json, sys, time, django
+django.setup()
+from imagereview import limits
+limit = limits.Limit(key=sys.argv[1], calls=int(sys.argv[2]), window=float(sys.argv[3]))
+times = []
+for _ in range(int(sys.argv[4])):
+    slot = limits.acquire(limit, max_wait=30)
+    assert slot.granted
+    times.append(time.time())
+print(json.dumps(times))
+"""
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except Exception:
+        return False
+
+
+def run_workers(env: dict[str, str], *, key: str, calls: int, window: float, each: int) -> list:
+    """Four processes take `each` slots apiece; return every moment a slot was used."""
+    argv = [sys.executable, "-c", WORKER, key, str(calls), str(window), str(each)]
+    workers = [
+        subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    moments = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        moments += json.loads(out)
+    return sorted(moments)
+
+
+def busiest_window(moments: list[float], window: float) -> int:
+    return max(sum(1 for other in moments if start <= other < start + window) for start in moments)
+
+
+def backends() -> list:
+    params = [pytest.param("database", id="database")]
+    params.append(
+        pytest.param(
+            "redis",
+            id="redis",
+            marks=pytest.mark.skipif(not redis_available(), reason="no Redis reachable"),
+        )
+    )
+    return params
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", backends())
+def test_limit_holds_across_processes(backend, tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "imagereview.settings"}
+    env["DATABASE_URL"] = database_url()
+    env.pop("REDIS_URL", None)
+    if backend == "redis":
+        env["REDIS_URL"] = REDIS_URL
+    key = f"test:{backend}:{time.time()}"
+    # Reserved with the same 3% margin as the provider's limits, checked against the bare
+    # window: the margin absorbs the moments between taking a slot and using it.
+    moments = run_workers(env, key=key, calls=5, window=1.03, each=5)
+
+    assert len(moments) == 20
+    assert busiest_window(moments, 1.0) <= 5
+    # 20 calls at 5 per window take three full windows, and not much more.
+    assert 3.0 <= moments[-1] - moments[0] <= 4.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reserve_refuses_a_slot_too_far_away(settings):
+    limit = limits.Limit(key=f"far:{time.time()}", calls=2, window=60)
+    assert limits.reserve(limit, max_wait=0).granted
+    assert limits.reserve(limit, max_wait=0).granted
+    refused = limits.reserve(limit, max_wait=5)
+    assert not refused.granted
+    assert 59 < refused.wait <= 60
+    # Refusing reserves nothing: a caller willing to wait a minute gets the same slot.
+    assert limits.reserve(limit, max_wait=61).wait == pytest.approx(refused.wait, abs=0.5)
+
+
+def test_windows_carry_a_safety_margin(settings):
+    settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW, settings.KIE_RATE_MARGIN = 20, 10, 0.03
+    limit = limits.submit_limit()
+    assert (limit.calls, limit.window) == (20, pytest.approx(10.3))
+    assert limits.query_limit().calls == settings.KIE_QUERY_LIMIT
