@@ -47,6 +47,16 @@ class ImageFacts:
     def extension(self) -> str:
         return FORMAT_EXTENSIONS[self.format]
 
+    def asset_fields(self) -> dict[str, str | int]:
+        """The columns of an `Asset` that these facts fill."""
+        return {
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "width": self.width,
+            "height": self.height,
+            "content_type": self.content_type,
+        }
+
 
 @contextmanager
 def _open_image(

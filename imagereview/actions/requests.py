@@ -110,14 +110,7 @@ def _reference_asset(
         )
     facts = media.inspect_image(reference.stream, max_pixels=media.MAX_REFERENCE_PIXELS)
     asset = Asset(
-        kind=Asset.Kind.REFERENCE,
-        request=image_request,
-        index=index,
-        sha256=facts.sha256,
-        bytes=facts.bytes,
-        width=facts.width,
-        height=facts.height,
-        content_type=facts.content_type,
+        kind=Asset.Kind.REFERENCE, request=image_request, index=index, **facts.asset_fields()
     )
     thumbnail = media.make_thumbnail(reference.stream, size=settings.THUMBNAIL_SIZE)
     asset.file.save(f"reference.{facts.extension}", File(reference.stream), save=False)

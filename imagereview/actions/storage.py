@@ -141,12 +141,8 @@ def _store_output(
             request_id=generation.request_id,
             generation=generation,
             index=index,
-            sha256=facts.sha256,
-            bytes=facts.bytes,
-            width=facts.width,
-            height=facts.height,
-            content_type=facts.content_type,
             source_url=url[:2000],
+            **facts.asset_fields(),
             checks=[check.as_dict() for check in checks],
             flagged=not all(check.passed for check in checks),
         )
