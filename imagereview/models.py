@@ -70,7 +70,19 @@ class ImageRequest(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="revisions"
     )
     revision = models.PositiveIntegerField(default=1)
+    # Approvals from distinct reviewers that make one output approved, and approved outputs
+    # that make the request approved ("2 approved of 4 variants").
     required_approvals = models.PositiveSmallIntegerField(default=1)
+    approval_quota = models.PositiveSmallIntegerField(default=1)
+    # A soft claim: who has the review page open, shown to other reviewers.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
     acceptance_rules = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.GENERATING, db_index=True
@@ -81,7 +93,8 @@ class ImageRequest(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["status", "created_at", "id"]),
+            models.Index(fields=["status", "mode", "created_at", "id"]),
             models.Index(fields=["requester", "created_at"]),
         ]
 
@@ -242,9 +255,12 @@ class Decision(models.Model):
         ImageRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # An undone decision stays in the history but no longer counts.
+    undone_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["output", "created_at"])]
 
     def __str__(self) -> str:
         by = self.reviewer or "the acceptance rules"

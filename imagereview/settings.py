@@ -110,7 +110,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that the cluster processes tests start can share it; one per
+    # test run, so that runs side by side do not collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -227,6 +229,9 @@ RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20")
 DISPATCH_LEASE = envint("DISPATCH_LEASE", "30")
 RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")
 RECONCILE_GIVE_UP = envint("RECONCILE_GIVE_UP", "900")
+
+# Review policy.
+REVIEW_FORBID_SELF_APPROVAL = envbool("REVIEW_FORBID_SELF_APPROVAL", "true")
 
 LOGGING = {
     "version": 1,

@@ -28,8 +28,9 @@ ALLOWED: dict[type, dict[str, set[str]]] = {
     ImageRequest: {
         R.GENERATING: {R.IN_REVIEW, R.FAILED},
         R.IN_REVIEW: {R.APPROVED, R.REJECTED, R.CHANGES_REQUESTED, R.GENERATING},
-        R.APPROVED: set(),
-        R.REJECTED: set(),
+        # Back to review only by an undo within its short window.
+        R.APPROVED: {R.IN_REVIEW},
+        R.REJECTED: {R.IN_REVIEW},
         R.CHANGES_REQUESTED: set(),
         R.FAILED: {R.GENERATING, R.IN_REVIEW},
     },

@@ -12,12 +12,26 @@ from imagereview.actions.completion import (
 )
 from imagereview.actions.reconcile import reconcile, retry_generation
 from imagereview.actions.requests import ReferenceUpload, create_request, settle_request
-from imagereview.actions.review import DecisionRefused, decide, latest_verdicts
+from imagereview.actions.review import (
+    DecisionConflict,
+    DecisionRefused,
+    claim,
+    decide,
+    latest_verdicts,
+    request_changes,
+    tally,
+    undo_decision,
+)
 from imagereview.actions.storage import store_outputs
 from imagereview.actions.submission import backoff, submit_generation
 
 __all__ = [
+    "DecisionConflict",
     "DecisionRefused",
+    "claim",
+    "request_changes",
+    "tally",
+    "undo_decision",
     "ReferenceUpload",
     "apply_task_record",
     "backoff",

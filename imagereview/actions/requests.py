@@ -49,6 +49,8 @@ def create_request(
     parent: ImageRequest | None = None,
     references: Sequence[ReferenceUpload | Asset] = (),
     acceptance_rules: dict | None = None,
+    required_approvals: int = 1,
+    approval_quota: int = 1,
 ) -> ImageRequest:
     """Record a request with one generation per variant and queue their submission.
 
@@ -72,6 +74,8 @@ def create_request(
                 parent=parent,
                 revision=parent.revision + 1 if parent else 1,
                 acceptance_rules=acceptance_rules or {},
+                required_approvals=required_approvals,
+                approval_quota=min(approval_quota, variants),
             )
             record_creation(image_request, source="intake", actor=requester)
             for index, reference in enumerate(references):

@@ -1,9 +1,18 @@
-"""Review: reviewers' verdicts on outputs, and the acceptance rules' own."""
+"""Review: reviewers' verdicts on outputs, and the acceptance rules' own.
+
+An output is approved once `required_approvals` distinct reviewers approve it; a request is
+approved once `approval_quota` of its outputs are, and rejected once that can no longer
+happen. Requesting changes submits a revision at once and closes this version.
+"""
 
 import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from imagereview.models import Asset, Decision, ImageRequest
 from imagereview.transitions import lock, move
@@ -11,6 +20,7 @@ from imagereview.transitions import lock, move
 log = logging.getLogger(__name__)
 
 R = ImageRequest.Status
+V = Decision.Verdict
 
 # The reject reason an automatic rejection gives for each failed check.
 CHECK_REASONS = {
@@ -19,10 +29,72 @@ CHECK_REASONS = {
     "resolution": Decision.Reason.SIZE,
     "reference": Decision.Reason.PROMPT,
 }
+CLAIM_TTL = timedelta(minutes=5)
 
 
 class DecisionRefused(Exception):
     """A decision that the rules do not allow; the message is for the reviewer."""
+
+
+class DecisionConflict(DecisionRefused):
+    """Someone else decided the same output since this reviewer looked at it."""
+
+
+@dataclass
+class OutputTally:
+    """Where one output stands: the latest counting verdict of each reviewer."""
+
+    approvals: set[int] = field(default_factory=set)
+    rejected: bool = False
+    changes: bool = False
+    decided_by_me: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.rejected:
+            return V.REJECT
+        if self.changes:
+            return V.CHANGES
+        return V.APPROVE if self.approvals else ""
+
+
+def tally(image_request: ImageRequest, *, viewer: AbstractBaseUser | None = None) -> dict:
+    """Each output's standing, from the decisions that count (latest per reviewer, not undone)."""
+    latest: dict[tuple[int, int | None], str] = {}
+    for output_id, reviewer_id, verdict in (
+        Decision.objects.filter(output__request=image_request, undone_at__isnull=True)
+        .order_by("created_at", "id")
+        .values_list("output_id", "reviewer_id", "verdict")
+    ):
+        latest[(output_id, reviewer_id)] = verdict
+    tallies: dict[int, OutputTally] = {}
+    for (output_id, reviewer_id), verdict in latest.items():
+        standing = tallies.setdefault(output_id, OutputTally())
+        if verdict == V.APPROVE:
+            standing.approvals.add(reviewer_id)
+        elif verdict == V.REJECT:
+            standing.rejected = True
+        else:
+            standing.changes = True
+        if viewer is not None and reviewer_id == viewer.pk:
+            standing.decided_by_me = verdict
+    return tallies
+
+
+def latest_verdicts(image_request: ImageRequest) -> dict[int, str]:
+    """The standing verdict of each output that has one."""
+    return {pk: t.verdict for pk, t in tally(image_request).items() if t.verdict}
+
+
+def check_may_decide(image_request: ImageRequest, reviewer: AbstractBaseUser, verdict: str) -> None:
+    if image_request.status != R.IN_REVIEW:
+        raise DecisionRefused("This request is not awaiting review any more.")
+    if (
+        verdict == V.APPROVE
+        and settings.REVIEW_FORBID_SELF_APPROVAL
+        and image_request.requester_id == reviewer.pk
+    ):
+        raise DecisionRefused("You asked for this image, so someone else has to approve it.")
 
 
 def decide(
@@ -32,22 +104,131 @@ def decide(
     verdict: str,
     reason: str = "",
     comment: str = "",
+    seen_decision_id: int | None = None,
 ) -> Decision:
-    """Record a reviewer's verdict on one output and settle the request when all are decided."""
+    """Record a reviewer's verdict on one output and settle the request when it is decided.
+
+    `seen_decision_id` is the latest decision on the output the reviewer had in view (0 for
+    none): a newer one by someone else is a conflict, reported instead of silently stacked.
+    """
     if output.kind != Asset.Kind.OUTPUT:
         raise DecisionRefused("Only outputs can be reviewed.")
-    if verdict == Decision.Verdict.REJECT and not reason:
+    if verdict == V.REJECT and not reason:
         raise DecisionRefused("A reject needs a reason.")
+    if verdict == V.CHANGES:
+        raise DecisionRefused("Request changes with the revision form.")
     with transaction.atomic():
         image_request = lock(ImageRequest, output.request_id)
-        if image_request.status != R.IN_REVIEW:
-            raise DecisionRefused("This request is not awaiting review.")
+        check_may_decide(image_request, reviewer, verdict)
+        if seen_decision_id is not None:
+            newer = (
+                Decision.objects.filter(output=output, pk__gt=seen_decision_id)
+                .exclude(reviewer=reviewer)
+                .select_related("reviewer")
+                .first()
+            )
+            if newer:
+                by = newer.reviewer or "the acceptance rules"
+                raise DecisionConflict(
+                    f"{by} decided this output ({newer.get_verdict_display().lower()}) "
+                    "while you were looking at it. Review their decision, then decide again."
+                )
         decision = Decision.objects.create(
             output=output, reviewer=reviewer, verdict=verdict, reason=reason, comment=comment
         )
         _settle_review(image_request, reviewer)
     log.info("%s: %s on output %s", reviewer, verdict, output.pk)
     return decision
+
+
+def request_changes(
+    *,
+    output: Asset,
+    reviewer: AbstractBaseUser,
+    prompt: str,
+    aspect_ratio: str,
+    resolution: str,
+    output_format: str,
+    variants: int,
+    comment: str = "",
+    edit_from_output: bool = False,
+) -> ImageRequest:
+    """Close this version with a request for changes and submit its revision at once.
+
+    The revision keeps the request's mode and references, or, with `edit_from_output`,
+    becomes an edit of this output.
+    """
+    from imagereview.actions.requests import create_request
+
+    with transaction.atomic():
+        image_request = lock(ImageRequest, output.request_id)
+        check_may_decide(image_request, reviewer, V.CHANGES)
+        if edit_from_output:
+            mode, references = ImageRequest.Mode.EDIT, [output]
+        else:
+            mode = image_request.mode
+            references = list(
+                image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index")
+            )
+        revision = create_request(
+            requester=image_request.requester,
+            mode=mode,
+            prompt=prompt,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            output_format=output_format,
+            variants=variants,
+            parent=image_request,
+            references=references,
+            acceptance_rules=image_request.acceptance_rules,
+            required_approvals=image_request.required_approvals,
+            approval_quota=min(image_request.approval_quota, variants),
+        )
+        Decision.objects.create(
+            output=output, reviewer=reviewer, verdict=V.CHANGES, comment=comment, revision=revision
+        )
+        move(
+            image_request,
+            R.CHANGES_REQUESTED,
+            source="review",
+            actor=reviewer,
+            note=f"revision #{revision.pk}",
+        )
+    return revision
+
+
+UNDO_WINDOW = timedelta(seconds=30)
+
+
+def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
+    """Take back one's own approve or reject within a short window; reopen the request."""
+    with transaction.atomic():
+        decision = Decision.objects.select_related("output").filter(pk=decision_id).first()
+        if decision is None or decision.reviewer_id != reviewer.pk:
+            raise DecisionRefused("You can only undo your own decisions.")
+        image_request = lock(ImageRequest, decision.output.request_id)
+        decision.refresh_from_db()
+        if decision.undone_at:
+            return decision
+        if decision.verdict == V.CHANGES:
+            raise DecisionRefused("The revision is already submitted; it cannot be undone.")
+        if timezone.now() - decision.created_at > UNDO_WINDOW:
+            raise DecisionRefused("Too late to undo: decide again instead.")
+        decision.undone_at = timezone.now()
+        decision.save(update_fields=["undone_at"])
+        if image_request.status in (R.APPROVED, R.REJECTED):
+            move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
+    return decision
+
+
+def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
+    """Mark the request as being looked at; return another reviewer's live claim, if any."""
+    now = timezone.now()
+    live = image_request.claimed_at and now - image_request.claimed_at < CLAIM_TTL
+    if live and image_request.claimed_by_id not in (None, reviewer.pk):
+        return image_request.claimed_by
+    ImageRequest.objects.filter(pk=image_request.pk).update(claimed_by=reviewer, claimed_at=now)
+    return None
 
 
 def apply_acceptance_rules(image_request: ImageRequest) -> None:
@@ -69,7 +250,7 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
         Decision.objects.create(
             output=output,
             reviewer=None,
-            verdict=Decision.Verdict.REJECT,
+            verdict=V.REJECT,
             reason=CHECK_REASONS.get(failed[0]["name"], Decision.Reason.OTHER),
             comment="Rejected automatically: " + "; ".join(c["detail"] for c in failed),
         )
@@ -78,29 +259,19 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
         _settle_review(image_request, None)
 
 
-def latest_verdicts(image_request: ImageRequest) -> dict[int, str]:
-    """The latest verdict on each output of a request that has one."""
-    verdicts: dict[int, str] = {}
-    for output_id, verdict in (
-        Decision.objects.filter(output__request=image_request)
-        .order_by("created_at", "id")
-        .values_list("output_id", "verdict")
-    ):
-        verdicts[output_id] = verdict
-    return verdicts
-
-
 def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | None) -> None:
-    outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT).values_list("pk", flat=True)
-    verdicts = latest_verdicts(image_request)
-    if not all(pk in verdicts for pk in outputs):
-        return
+    outputs = list(image_request.assets.filter(kind=Asset.Kind.OUTPUT).values_list("pk", flat=True))
+    standings = tally(image_request)
+    approved = sum(
+        1
+        for pk in outputs
+        if pk in standings
+        and not standings[pk].rejected
+        and len(standings[pk].approvals) >= image_request.required_approvals
+    )
+    rejected = sum(1 for pk in outputs if pk in standings and standings[pk].rejected)
     source = "review" if reviewer else "acceptance rules"
-    approvals = sum(1 for verdict in verdicts.values() if verdict == Decision.Verdict.APPROVE)
-    if approvals >= image_request.required_approvals:
-        to = R.APPROVED
-    elif Decision.Verdict.CHANGES in verdicts.values():
-        to = R.CHANGES_REQUESTED
-    else:
-        to = R.REJECTED
-    move(image_request, to, source=source, actor=reviewer)
+    if approved >= image_request.approval_quota:
+        move(image_request, R.APPROVED, source=source, actor=reviewer)
+    elif len(outputs) - rejected < image_request.approval_quota:
+        move(image_request, R.REJECTED, source=source, actor=reviewer)
