@@ -123,14 +123,76 @@ class EditRequestForm(GenerationRequestForm):
 
 
 class DecisionForm(forms.Form):
-    verdict = forms.ChoiceField(choices=Decision.Verdict.choices)
+    verdict = forms.ChoiceField(
+        choices=[(Decision.Verdict.APPROVE, "Approve"), (Decision.Verdict.REJECT, "Reject")]
+    )
     reason = forms.ChoiceField(choices=[("", "—"), *Decision.Reason.choices], required=False)
     comment = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
     )
+    # The latest decision on the output when the reviewer looked (0: none), to spot conflicts.
+    seen_decision_id = forms.IntegerField(required=False, min_value=0)
 
     def clean(self) -> dict:
         data = super().clean()
         if data.get("verdict") == Decision.Verdict.REJECT and not data.get("reason"):
             self.add_error("reason", "Pick a reason for the reject.")
         return data
+
+
+class BulkDecisionForm(DecisionForm):
+    requests = forms.TypedMultipleChoiceField(
+        coerce=int,
+        error_messages={"required": "Select at least one item first."},
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id may be posted; unknown ones simply match nothing.
+        self.fields["requests"].valid_value = lambda value: str(value).isdigit()
+
+
+class ChangesForm(forms.Form):
+    """Request changes: the revised prompt and parameters, or an edit of this output."""
+
+    prompt = GenerationRequestForm.base_fields["prompt"]
+    aspect_ratio = GenerationRequestForm.base_fields["aspect_ratio"]
+    resolution = GenerationRequestForm.base_fields["resolution"]
+    output_format = GenerationRequestForm.base_fields["output_format"]
+    variants = GenerationRequestForm.base_fields["variants"]
+    edit_from_output = forms.BooleanField(
+        required=False, label="Start the revision as an edit of this output"
+    )
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
+    )
+
+    @staticmethod
+    def initial_for(image_request: object) -> dict:
+        names = ("prompt", "aspect_ratio", "resolution", "output_format", "variants")
+        return {name: getattr(image_request, name) for name in names}
+
+    def request_fields(self) -> dict:
+        return dict(self.cleaned_data)
+
+
+class QueueFilterForm(forms.Form):
+    mode = forms.ChoiceField(
+        choices=[("", "Any mode"), ("generate", "Generate"), ("edit", "Edit")], required=False
+    )
+    requester = forms.CharField(required=False, max_length=150)
+    flagged = forms.BooleanField(required=False, label="Flagged by a check")
+    age = forms.ChoiceField(
+        choices=[
+            ("", "Any age"),
+            ("hour", "Last hour"),
+            ("day", "Last 24 hours"),
+            ("week", "Last 7 days"),
+            ("older", "Older than a day"),
+        ],
+        required=False,
+    )
+    sort = forms.ChoiceField(
+        choices=[("oldest", "Oldest first"), ("newest", "Newest first")], required=False
+    )
+    after = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from imagereview.views import assets, callbacks, operations, requests, review
+from imagereview.views import assets, batch, callbacks, operations, requests, review
 
 urlpatterns = [
     path("", requests.home, name="home"),
@@ -11,10 +11,14 @@ urlpatterns = [
     path("requests/", requests.my_requests, name="my_requests"),
     path("requests/new/", requests.new_request, name="new_request"),
     path("requests/new/edit/", requests.new_edit, name="new_edit"),
+    path("requests/batch/", batch.import_batch, name="import_batch"),
     path("requests/<int:request_id>/", requests.request_detail, name="request_detail"),
     path("review/", review.review_queue, name="review_queue"),
     path("review/<int:request_id>/", review.review_detail, name="review_detail"),
+    path("review/bulk/", review.bulk_decide, name="bulk_decide"),
     path("review/outputs/<int:output_id>/decide/", review.decide, name="decide"),
+    path("review/outputs/<int:output_id>/changes/", review.request_changes, name="request_changes"),
+    path("review/decisions/<int:decision_id>/undo/", review.undo, name="undo_decision"),
     path("assets/<int:asset_id>/<str:variant>/", assets.asset_file, name="asset_file"),
     path(
         "callbacks/kie/<int:generation_id>/<str:token>/",

@@ -1,63 +1,226 @@
-"""Reviewers: the queue of requests awaiting review and the review page."""
+"""Reviewers: the queue of requests awaiting review, the review page and decisions."""
+
+import base64
+from datetime import datetime, timedelta
 
 from django.contrib import messages
-from django.db.models import Count, Prefetch, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from imagereview import actions
-from imagereview.forms import DecisionForm
+from imagereview.diffs import prompt_diff
+from imagereview.forms import BulkDecisionForm, ChangesForm, DecisionForm, QueueFilterForm
 from imagereview.models import Asset, Decision, ImageRequest
 from imagereview.roles import reviewer_required
-from imagereview.views.requests import with_progress
 
 R = ImageRequest.Status
+PAGE_SIZE = 24
+AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+
+
+def _queue_queryset(filters: dict) -> QuerySet[ImageRequest]:
+    queryset = ImageRequest.objects.filter(status=R.IN_REVIEW)
+    if filters.get("mode"):
+        queryset = queryset.filter(mode=filters["mode"])
+    if filters.get("requester"):
+        queryset = queryset.filter(requester__username=filters["requester"])
+    if filters.get("flagged"):
+        flagged = Asset.objects.filter(request=OuterRef("pk"), flagged=True)
+        queryset = queryset.filter(Exists(flagged))
+    age = filters.get("age")
+    if age in AGES:
+        cutoff = timezone.now() - AGES[age]
+        queryset = queryset.filter(created_at__gte=cutoff)
+    elif age == "older":
+        queryset = queryset.filter(created_at__lt=timezone.now() - AGES["day"])
+    return queryset
+
+
+def _encode_cursor(image_request: ImageRequest) -> str:
+    raw = f"{image_request.created_at.isoformat()}|{image_request.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int] | None:
+    try:
+        stamp, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        moment = parse_datetime(stamp)
+        return (moment, int(pk)) if moment else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str):
+    """One page by keyset (created_at, id): as fast on page 4 000 as on page 1."""
+    order = ("-created_at", "-id") if newest_first else ("created_at", "id")
+    position = _decode_cursor(cursor) if cursor else None
+    if position:
+        moment, pk = position
+        if newest_first:
+            after = Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk)
+        else:
+            after = Q(created_at__gt=moment) | Q(created_at=moment, id__gt=pk)
+        queryset = queryset.filter(after)
+    thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only(
+        "pk", "request_id", "thumbnail", "flagged"
+    )
+    rows = list(
+        queryset.order_by(*order)
+        .select_related("requester")
+        .prefetch_related(Prefetch("assets", queryset=thumbnails, to_attr="outputs"))[
+            : PAGE_SIZE + 1
+        ]
+    )
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    for row in rows:
+        row.flagged = any(output.flagged for output in row.outputs)
+    return rows, (_encode_cursor(rows[-1]) if more else "")
 
 
 @reviewer_required
 @require_GET
 def review_queue(request: HttpRequest) -> HttpResponse:
-    awaiting = with_progress(ImageRequest.objects.filter(status=R.IN_REVIEW)).order_by(
-        "created_at", "id"
+    form = QueueFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    newest_first = filters.get("sort") == "newest"
+    rows, next_cursor = _page(
+        _queue_queryset(filters), newest_first=newest_first, cursor=filters.get("after", "")
     )
     counts = dict(ImageRequest.objects.values_list("status").annotate(n=Count("id")).order_by())
+    query = request.GET.copy()
+    query.pop("after", None)
     context = {
-        "image_requests": list(awaiting[:50]),
+        "form": form,
+        "image_requests": rows,
+        "next_cursor": next_cursor,
+        "filter_query": query.urlencode(),
+        "paged": bool(filters.get("after")),
         "counts": [(status, label, counts.get(status, 0)) for status, label in R.choices],
+        "reasons": Decision.Reason.choices,
     }
     template = "review/queue.html#queue" if request.htmx else "review/queue.html"
     return render(request, template, context)
 
 
-def _review_context(image_request: ImageRequest) -> dict:
+@reviewer_required
+@require_POST
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
+    decided, refused = 0, []
+    for image_request in ImageRequest.objects.filter(pk__in=form.cleaned_data["requests"]):
+        outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT)
+        for output in outputs:
+            try:
+                actions.decide(
+                    output=output,
+                    reviewer=request.user,
+                    verdict=form.cleaned_data["verdict"],
+                    reason=form.cleaned_data["reason"],
+                    comment=form.cleaned_data["comment"],
+                )
+                decided += 1
+            except actions.DecisionRefused as error:
+                refused.append(f"#{image_request.pk}: {error}")
+                break
+    if decided:
+        messages.success(request, f"Recorded {decided} decisions.")
+    for message in refused:
+        messages.error(request, message)
+    return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
+
+
+def _revision_chain(image_request: ImageRequest) -> list[dict]:
+    """Every version of the request, oldest first, with each prompt's changes."""
+    chain = [image_request]
+    while chain[0].parent_id:
+        chain.insert(0, ImageRequest.objects.get(pk=chain[0].parent_id))
+    child = image_request.revisions.order_by("created_at").first()
+    while child:
+        chain.append(child)
+        child = child.revisions.order_by("created_at").first()
+    versions = []
+    for previous, version in zip([None, *chain], chain, strict=False):
+        versions.append(
+            {
+                "request": version,
+                "current": version.pk == image_request.pk,
+                "diff": prompt_diff(previous.prompt, version.prompt) if previous else None,
+            }
+        )
+    return versions
+
+
+def _next_in_queue(image_request: ImageRequest, *, backwards: bool = False) -> ImageRequest | None:
+    queryset = ImageRequest.objects.filter(status=R.IN_REVIEW).exclude(pk=image_request.pk)
+    key = Q(created_at__gt=image_request.created_at) | Q(
+        created_at=image_request.created_at, id__gt=image_request.pk
+    )
+    if backwards:
+        key = Q(created_at__lt=image_request.created_at) | Q(
+            created_at=image_request.created_at, id__lt=image_request.pk
+        )
+        order = ("-created_at", "-id")
+    else:
+        order = ("created_at", "id")
+    found = queryset.filter(key).order_by(*order).only("pk").first()
+    if found is None and not backwards:
+        found = queryset.order_by(*order).only("pk").first()
+    return found
+
+
+def _review_context(image_request: ImageRequest, reviewer) -> dict:
     outputs = list(
         image_request.assets.filter(kind=Asset.Kind.OUTPUT)
         .select_related("generation")
         .prefetch_related(
-            Prefetch("decisions", queryset=Decision.objects.select_related("reviewer"))
+            Prefetch(
+                "decisions",
+                queryset=Decision.objects.select_related("reviewer").order_by("-created_at", "-id"),
+            )
         )
-        .order_by("generation__variant", "index")
+        .order_by("generation__variant", "generation_id", "index")
     )
-    verdicts = actions.latest_verdicts(image_request)
+    standings = actions.tally(image_request, viewer=reviewer)
     for output in outputs:
-        output.verdict = verdicts.get(output.pk, "")
-    next_request = (
-        ImageRequest.objects.filter(status=R.IN_REVIEW)
-        .exclude(pk=image_request.pk)
-        .order_by("created_at", "id")
-        .only("pk")
-        .first()
-    )
+        standing = standings.get(output.pk)
+        output.verdict = standing.verdict if standing else ""
+        output.approvals = len(standing.approvals) if standing else 0
+        output.mine = standing.decided_by_me if standing else ""
+        output.seen = output.decisions.all()[0].pk if output.decisions.all() else 0
+    references = list(image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"))
     return {
         "image_request": image_request,
         "outputs": outputs,
-        "references": image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"),
+        "references": references,
         "credits": image_request.generations.aggregate(total=Sum("credits"))["total"] or 0,
         "failed_generations": image_request.generations.filter(state__in=["failed", "timed_out"]),
-        "decision_form": DecisionForm(),
+        "versions": _revision_chain(image_request),
         "reasons": Decision.Reason.choices,
-        "next_request": next_request,
+        "changes_form": ChangesForm(initial=ChangesForm.initial_for(image_request)),
+        "next_request": _next_in_queue(image_request),
+        "previous_request": _next_in_queue(image_request, backwards=True),
+        "own_request": image_request.requester_id == reviewer.pk,
+        "undoable": Decision.objects.filter(
+            reviewer=reviewer,
+            output__request=image_request,
+            undone_at__isnull=True,
+            created_at__gte=timezone.now() - actions.review.UNDO_WINDOW,
+        )
+        .exclude(verdict=Decision.Verdict.CHANGES)
+        .order_by("-created_at")
+        .first(),
     }
 
 
@@ -65,9 +228,28 @@ def _review_context(image_request: ImageRequest) -> dict:
 @require_GET
 def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = get_object_or_404(
-        ImageRequest.objects.select_related("requester"), pk=request_id
+        ImageRequest.objects.select_related("requester", "claimed_by"), pk=request_id
     )
-    return render(request, "review/detail.html", _review_context(image_request))
+    context = _review_context(image_request, request.user)
+    if image_request.status == R.IN_REVIEW:
+        context["claimed_by"] = actions.claim(image_request, request.user)
+    return render(request, "review/detail.html", context)
+
+
+def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:
+    """Show the updated page; once the request is decided, open the next item by itself."""
+    image_request.refresh_from_db()
+    if not request.htmx:
+        return redirect("review_detail", image_request.pk)
+    context = _review_context(image_request, request.user) | extra
+    if image_request.status != R.IN_REVIEW and not extra.get("error"):
+        context["advance_to"] = (
+            reverse("review_detail", args=[context["next_request"].pk])
+            if context["next_request"]
+            else reverse("review_queue")
+        )
+    status = 409 if extra.get("conflict") else 422 if extra.get("error") else 200
+    return render(request, "review/detail.html#review-body", context, status=status)
 
 
 @reviewer_required
@@ -77,18 +259,57 @@ def decide(request: HttpRequest, output_id: int) -> HttpResponse:
         Asset.objects.select_related("request"), pk=output_id, kind=Asset.Kind.OUTPUT
     )
     form = DecisionForm(request.POST)
-    error = ""
+    extra: dict = {}
     if form.is_valid():
         try:
             actions.decide(output=output, reviewer=request.user, **form.cleaned_data)
+        except actions.DecisionConflict as conflict:
+            extra = {"error": str(conflict), "conflict": True}
         except actions.DecisionRefused as refused:
-            error = str(refused)
+            extra = {"error": str(refused)}
     else:
-        error = " ".join(message for errors in form.errors.values() for message in errors)
-    if not request.htmx:
-        if error:
-            messages.error(request, error)
-        return redirect("review_detail", output.request_id)
-    image_request = ImageRequest.objects.select_related("requester").get(pk=output.request_id)
-    context = _review_context(image_request) | {"error": error, "error_output_id": output.pk}
-    return render(request, "review/detail.html#review-body", context, status=422 if error else 200)
+        extra = {"error": " ".join(m for errors in form.errors.values() for m in errors)}
+    if extra:
+        extra["error_output_id"] = output.pk
+        if not request.htmx:
+            messages.error(request, extra["error"])
+    return _after_decision(request, output.request, **extra)
+
+
+@reviewer_required
+@require_POST
+def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
+    output = get_object_or_404(
+        Asset.objects.select_related("request"), pk=output_id, kind=Asset.Kind.OUTPUT
+    )
+    form = ChangesForm(request.POST)
+    if form.is_valid():
+        try:
+            revision = actions.request_changes(
+                output=output, reviewer=request.user, **form.request_fields()
+            )
+        except actions.DecisionRefused as refused:
+            return _after_decision(
+                request, output.request, error=str(refused), error_output_id=output.pk
+            )
+        messages.success(request, f"Revision #{revision.pk} is submitted.")
+        next_request = _next_in_queue(output.request)
+        target = (
+            reverse("review_detail", args=[next_request.pk])
+            if next_request
+            else reverse("review_queue")
+        )
+        return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+    error = " ".join(m for errors in form.errors.values() for m in errors)
+    return _after_decision(request, output.request, error=error, error_output_id=output.pk)
+
+
+@reviewer_required
+@require_POST
+def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
+    decision = get_object_or_404(Decision.objects.select_related("output__request"), pk=decision_id)
+    try:
+        actions.undo_decision(decision_id=decision.pk, reviewer=request.user)
+    except actions.DecisionRefused as refused:
+        return _after_decision(request, decision.output.request, error=str(refused))
+    return _after_decision(request, decision.output.request, undone=True)

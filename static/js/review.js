@@ -1,0 +1,178 @@
+// The review page: keyboard decisions, compare mode with a before/after slider, and zoom
+// with pan kept in step across every image being compared. htmx swaps #review-body after
+// each decision; the state below survives the swap.
+(() => {
+  const view = { scale: 1, x: 0, y: 0, compare: false, split: 50, selected: 0 };
+  const body = () => document.getElementById("review-body");
+  const outputs = () => [...document.querySelectorAll("#review-body article.output")];
+  const selectedOutput = () => outputs()[view.selected];
+  const typing = (el) => el.closest(
+    "textarea, select, [contenteditable], input:not([type=range]):not([type=checkbox])",
+  );
+  const overlayOpen = (id) => !document.getElementById(id).hidden;
+  const setOverlay = (id, open) => { document.getElementById(id).hidden = !open; };
+
+  function applyZoom() {
+    const transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
+    document.querySelectorAll("#review-body .zoomable img").forEach((img) => {
+      img.style.transform = transform;
+    });
+    const level = document.querySelector("#review-body .zoom-level");
+    if (level) level.textContent = `${Math.round(view.scale * 100)}%`;
+  }
+
+  function zoom(factor) {
+    view.scale = Math.min(8, Math.max(1, view.scale * factor));
+    if (view.scale === 1) view.x = view.y = 0;
+    applyZoom();
+  }
+
+  function applySplit() {
+    const after = document.querySelector("#review-body .compare-slider .after");
+    if (after) after.style.clipPath = `inset(0 0 0 ${view.split}%)`;
+    const input = document.querySelector("#review-body .slider-input");
+    if (input) input.value = view.split;
+  }
+
+  function select(index) {
+    const all = outputs();
+    if (!all.length) return;
+    view.selected = (index + all.length) % all.length;
+    all.forEach((card, i) => card.classList.toggle("selected", i === view.selected));
+    const chosen = selectedOutput();
+    const after = document.querySelector("#review-body [data-compare-after]");
+    if (after) after.src = chosen.dataset.file;
+    chosen.scrollIntoView({ block: "nearest" });
+  }
+
+  function applyCompare() {
+    const root = body();
+    if (!root) return;
+    root.classList.toggle("comparing", view.compare);
+    const slider = root.querySelector(".compare-slider");
+    if (slider) slider.hidden = !view.compare;
+    const button = root.querySelector("[data-action=compare]");
+    if (button) button.setAttribute("aria-pressed", String(view.compare));
+  }
+
+  function decide(verdict, reason) {
+    const card = selectedOutput();
+    const form = card && card.querySelector("form.decision");
+    if (!form) return;
+    if (reason) form.querySelector("select[name=reason]").value = reason;
+    const button = form.querySelector(`button[value=${verdict}]`);
+    if (button && !button.disabled) form.requestSubmit(button);
+  }
+
+  function openChanges() {
+    const details = selectedOutput() && selectedOutput().querySelector("details.changes");
+    if (!details) return;
+    details.open = true;
+    details.querySelector("textarea[name=prompt]").focus();
+  }
+
+  function afterSwap() {
+    const root = body();
+    if (!root) return;
+    if (root.dataset.advanceTo) {
+      window.location.assign(root.dataset.advanceTo);
+      return;
+    }
+    // Keep the place: the next output without a verdict, else the same one.
+    const all = outputs();
+    const open = all.findIndex((card, i) => i >= view.selected && !card.dataset.verdict);
+    select(open >= 0 ? open : Math.min(view.selected, all.length - 1));
+    applyCompare();
+    applySplit();
+    applyZoom();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || !body()) return;
+    if (event.key === "Escape") {
+      setOverlay("help", false);
+      setOverlay("reason-picker", false);
+      if (typing(event.target)) event.target.blur();
+      return;
+    }
+    if (typing(event.target)) return;
+    if (overlayOpen("reason-picker")) {
+      const choice = document.querySelectorAll("#reason-picker [data-reason]")[Number(event.key) - 1];
+      if (choice) {
+        setOverlay("reason-picker", false);
+        decide("reject", choice.dataset.reason);
+      }
+      event.preventDefault();
+      return;
+    }
+    const actions = {
+      "?": () => setOverlay("help", !overlayOpen("help")),
+      j: () => select(view.selected + 1),
+      ArrowRight: () => select(view.selected + 1),
+      k: () => select(view.selected - 1),
+      ArrowLeft: () => select(view.selected - 1),
+      a: () => decide("approve"),
+      r: () => selectedOutput() && selectedOutput().querySelector("form.decision")
+        && setOverlay("reason-picker", true),
+      c: openChanges,
+      u: () => document.getElementById("undo")?.click(),
+      v: () => { view.compare = !view.compare; applyCompare(); },
+      "+": () => zoom(1.25),
+      "=": () => zoom(1.25),
+      "-": () => zoom(0.8),
+      0: () => { view.scale = 1; view.x = view.y = 0; applyZoom(); },
+      n: () => window.location.assign(body().dataset.next),
+      p: () => body().dataset.previous && window.location.assign(body().dataset.previous),
+    };
+    const action = actions[event.key];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("#review-body [data-action]");
+    if (button) {
+      const act = button.dataset.action;
+      if (act === "compare") { view.compare = !view.compare; applyCompare(); }
+      if (act === "zoom-in") zoom(1.25);
+      if (act === "zoom-out") zoom(0.8);
+      if (act === "zoom-reset") { view.scale = 1; view.x = view.y = 0; applyZoom(); }
+      return;
+    }
+    const card = event.target.closest("#review-body article.output");
+    if (card && !event.target.closest("form, a, details")) select(outputs().indexOf(card));
+  });
+
+  document.addEventListener("input", (event) => {
+    if (!event.target.matches("#review-body .slider-input")) return;
+    view.split = Number(event.target.value);
+    applySplit();
+  });
+
+  document.addEventListener("wheel", (event) => {
+    if (!event.target.closest("#review-body .zoomable")) return;
+    event.preventDefault();
+    zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15);
+  }, { passive: false });
+
+  let drag = null;
+  document.addEventListener("pointerdown", (event) => {
+    if (!event.target.closest("#review-body .zoomable") || view.scale === 1) return;
+    drag = { x: event.clientX - view.x, y: event.clientY - view.y };
+    event.preventDefault();
+  });
+  document.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    view.x = event.clientX - drag.x;
+    view.y = event.clientY - drag.y;
+    applyZoom();
+  });
+  document.addEventListener("pointerup", () => { drag = null; });
+
+  document.addEventListener("htmx:afterSwap", afterSwap);
+  document.addEventListener("DOMContentLoaded", afterSwap);
+  // Exposed for tests and for people poking at the page.
+  window.reviewView = view;
+})();
