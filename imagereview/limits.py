@@ -42,7 +42,11 @@ def query_limit() -> Limit:
 @dataclass(frozen=True)
 class Slot:
     granted: bool
-    wait: float  # seconds from now until the slot (granted) or the first free one (not)
+    at: float  # the slot's moment (Unix time): reserved if granted, else the first free one
+
+    @property
+    def wait(self) -> float:
+        return max(0.0, self.at - time.time())
 
 
 def reserve(limit: Limit, *, max_wait: float) -> Slot:
@@ -97,10 +101,10 @@ def _reserve_in_database(limit: Limit, *, max_wait: float) -> Slot:
         )
         at = _slot_after(recent, limit, now)
         if at - now > max_wait:
-            return Slot(granted=False, wait=at - now)
+            return Slot(granted=False, at=at)
         RateSlot.objects.create(key=limit.key, at=at)
         RateSlot.objects.filter(key=limit.key, at__lt=now - 2 * limit.window).delete()
-    return Slot(granted=True, wait=at - now)
+    return Slot(granted=True, at=at)
 
 
 RESERVE_SCRIPT = """
@@ -113,11 +117,11 @@ if #recent > 0 then
     at = math.max(now, tonumber(recent[2]) + window)
 end
 if at - now > max_wait then
-    return {0, tostring(at - now)}
+    return {0, tostring(at)}
 end
 redis.call('ZADD', key, at, member)
 redis.call('PEXPIRE', key, math.ceil((3 * window + at - now) * 1000))
-return {1, tostring(at - now)}
+return {1, tostring(at)}
 """
 
 
@@ -132,8 +136,8 @@ def _reserve_in_redis(limit: Limit, *, max_wait: float) -> Slot:
     script = _redis_script(settings.REDIS_URL)
     key = f"{settings.Q_CLUSTER['name']}:rate:{limit.key}"
     # Redis's own clock is not used: all hosts are assumed NTP-synchronised, like the provider.
-    reserved, wait = script(
+    reserved, at = script(
         keys=[key],
-        args=[time.time(), limit.calls, limit.window, max_wait, uuid.uuid4().hex],
+        args=[repr(time.time()), limit.calls, limit.window, max_wait, uuid.uuid4().hex],
     )
-    return Slot(granted=bool(int(reserved)), wait=float(wait))
+    return Slot(granted=bool(int(reserved)), at=float(at))
