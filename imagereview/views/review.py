@@ -241,13 +241,13 @@ def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) 
     image_request.refresh_from_db()
     if not request.htmx:
         return redirect("review_detail", image_request.pk)
-    context = _review_context(image_request, request.user) | extra
-    if image_request.status != R.IN_REVIEW and not extra.get("error"):
-        context["advance_to"] = (
-            reverse("review_detail", args=[context["next_request"].pk])
-            if context["next_request"]
-            else reverse("review_queue")
+    if image_request.status != R.IN_REVIEW and not extra:
+        next_request = _next_in_queue(image_request)
+        target = "review_queue" if next_request is None else "review_detail"
+        return HttpResponseClientRedirect(
+            reverse(target, args=[next_request.pk] if next_request else [])
         )
+    context = _review_context(image_request, request.user) | extra
     status = 409 if extra.get("conflict") else 422 if extra.get("error") else 200
     return render(request, "review/detail.html#review-body", context, status=status)
 

@@ -61,7 +61,7 @@
     if (!form) return;
     if (reason) form.querySelector("select[name=reason]").value = reason;
     const button = form.querySelector(`button[value=${verdict}]`);
-    if (button && !button.disabled) form.requestSubmit(button);
+    if (button && !button.disabled) button.click();
   }
 
   function openChanges() {
@@ -74,14 +74,11 @@
   function afterSwap() {
     const root = body();
     if (!root) return;
-    if (root.dataset.advanceTo) {
-      window.location.assign(root.dataset.advanceTo);
-      return;
-    }
-    // Keep the place: the next output without a verdict, else the same one.
+    // Move on to the next output without a verdict (wrapping round), else stay put.
     const all = outputs();
-    const open = all.findIndex((card, i) => i >= view.selected && !card.dataset.verdict);
-    select(open >= 0 ? open : Math.min(view.selected, all.length - 1));
+    const order = all.map((_, i) => (view.selected + i) % all.length);
+    const open = order.find((i) => !all[i].dataset.verdict);
+    select(open ?? Math.min(view.selected, all.length - 1));
     applyCompare();
     applySplit();
     applyZoom();
@@ -170,8 +167,15 @@
     applyZoom();
   });
   document.addEventListener("pointerup", () => { drag = null; });
+  document.addEventListener("dragstart", (event) => {
+    if (event.target.closest("#review-body .zoomable")) event.preventDefault();
+  });
 
-  document.addEventListener("htmx:afterSwap", afterSwap);
+  // htmx:load fires on the new #review-body once it is in the page (afterSwap fires on the
+  // replaced element, which an outerHTML swap has already detached).
+  document.addEventListener("htmx:load", (event) => {
+    if (event.target.id === "review-body") afterSwap();
+  });
   document.addEventListener("DOMContentLoaded", afterSwap);
   // Exposed for tests and for people poking at the page.
   window.reviewView = view;

@@ -1,0 +1,191 @@
+"""What reviewers do on the review pages, in a real browser."""
+
+import pytest
+from playwright.sync_api import expect
+
+from imagereview.models import Decision, ImageRequest
+from imagereview.roles import REVIEWERS
+from tests.conftest import make_user, wait_for
+from tests.e2e.conftest import log_in
+from tests.factories import request_in_review
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+R = ImageRequest.Status
+
+
+def review_url(live_server, image_request: ImageRequest) -> str:
+    return f"{live_server.url}/review/{image_request.pk}/"
+
+
+def test_a_reviewer_decides_a_queue_by_keyboard_alone(live_server, new_page, requester, reviewer):
+    first, second, third = (
+        request_in_review(requester, prompt=f"item {n}", real_images=False) for n in (1, 2, 3)
+    )
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(review_url(live_server, first))
+
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#help")).to_be_hidden()
+
+    page.keyboard.press("a")  # approve variant 1: the quota of one is met
+    expect(page).to_have_url(review_url(live_server, second))
+    page.wait_for_load_state()
+
+    page.keyboard.press("r")
+    page.keyboard.press("2")  # reject variant 1 as artefacts; variant 2 is selected next
+    expect(page.locator("article.output").nth(1)).to_have_class(
+        "output card selected", timeout=5000
+    )
+    page.keyboard.press("a")
+    expect(page).to_have_url(review_url(live_server, third))
+    page.wait_for_load_state()
+
+    page.keyboard.press("j")
+    page.keyboard.press("r")
+    page.keyboard.press("6")  # unsafe
+    expect(page.locator("article.output").first).to_have_class("output card selected")
+    page.keyboard.press("r")
+    page.keyboard.press("1")  # does not follow the prompt: nothing approvable is left
+    expect(page).to_have_url(f"{live_server.url}/review/")
+
+    statuses = [ImageRequest.objects.get(pk=r.pk).status for r in (first, second, third)]
+    assert statuses == [R.APPROVED, R.APPROVED, R.REJECTED]
+    reasons = list(
+        Decision.objects.filter(output__request=third)
+        .order_by("id")
+        .values_list("reason", flat=True)
+    )
+    assert reasons == ["unsafe", "prompt"]
+    assert set(Decision.objects.values_list("reviewer__username", flat=True)) == {"rita"}
+
+
+def test_before_after_slider_and_zoom_in_step_on_an_edit(
+    live_server, new_page, requester, reviewer
+):
+    edit = request_in_review(requester, prompt="make it night", mode="edit", variants=1)
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(review_url(live_server, edit))
+    slider = page.locator(".compare-slider")
+    expect(slider).to_be_hidden()
+
+    page.keyboard.press("v")
+    expect(slider).to_be_visible()
+    page.locator(".slider-input").fill("30")
+    expect(page.locator(".compare-slider .after")).to_have_attribute(
+        "style", "clip-path: inset(0px 0px 0px 30%);"
+    )
+
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    page.locator("article.output .zoomable").scroll_into_view_if_needed()
+    frame = page.locator("article.output .zoomable").bounding_box()
+    page.mouse.move(frame["x"] + 200, frame["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(frame["x"] + 140, frame["y"] + 170, steps=4)
+    page.mouse.up()
+    transforms = page.locator("#review-body .zoomable img").evaluate_all(
+        "images => images.map(image => image.style.transform)"
+    )
+    assert len(transforms) == 3  # before, after and the output card
+    assert len(set(transforms)) == 1
+    assert "scale(1.5625)" in transforms[0] and "translate(-60px, -30px)" in transforms[0]
+    expect(page.locator(".zoom-level")).to_have_text("156%")
+
+
+@pytest.mark.cluster
+def test_request_changes_submits_a_revision_shown_with_its_prompt_diff(
+    live_server, start_cluster, new_page, requester, reviewer
+):
+    cluster = start_cluster()
+    original = request_in_review(requester, prompt="a red fox in the snow", real_images=False)
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(review_url(live_server, original))
+    page.keyboard.press("c")
+    prompt = page.locator("article.output.selected textarea[name=prompt]")
+    expect(prompt).to_be_focused()
+    prompt.fill("a red fox jumping in deep snow")
+    page.locator("article.output.selected").get_by_role("button", name="Submit revision").click()
+    expect(page).to_have_url(f"{live_server.url}/review/")
+
+    revision = wait_for(lambda: ImageRequest.objects.filter(parent=original).first())
+    assert revision.revision == 2
+    wait_for(
+        lambda: ImageRequest.objects.get(pk=revision.pk).status == R.IN_REVIEW,
+        timeout=60,
+        message=f"the revision to be generated; cluster log:\n{cluster.log()}",
+    )
+    assert ImageRequest.objects.get(pk=original.pk).status == R.CHANGES_REQUESTED
+    page.goto(review_url(live_server, revision))
+    diff = page.locator(".revisions li[aria-current] .diff")
+    expect(diff.locator("ins")).to_have_text(["jumping ", " deep"])
+    expect(page.locator(".revisions li")).to_have_count(2)
+    page.goto(review_url(live_server, original))
+    expect(page.locator(".history")).to_contain_text(f"revision #{revision.pk}")
+
+
+def test_a_requester_cannot_approve_their_own_request(live_server, new_page, db):
+    maker = make_user("sam", REVIEWERS)
+    own = request_in_review(maker, prompt="my own idea", variants=1, real_images=False)
+    page = new_page()
+    log_in(page, live_server.url, "sam", "sam-password")
+    page.goto(review_url(live_server, own))
+    approve = page.get_by_role("button", name="Approve")
+    expect(approve).to_be_disabled()
+    page.keyboard.press("a")
+    # Past the disabled button, the server refuses too.
+    approve.evaluate("button => { button.disabled = false; }")
+    approve.click()
+    expect(page.locator("article.output .error")).to_contain_text("someone else has to approve it")
+    assert not Decision.objects.exists()
+    assert ImageRequest.objects.get(pk=own.pk).status == R.IN_REVIEW
+
+
+def test_two_reviewers_on_one_item_see_each_other_and_a_clear_conflict(
+    live_server, new_page, requester, reviewer
+):
+    make_user("vic", REVIEWERS)
+    item = request_in_review(requester, variants=3, approval_quota=2, real_images=False)
+    rita, vic = new_page(), new_page()
+    log_in(rita, live_server.url, "rita", "rita-password")
+    log_in(vic, live_server.url, "vic", "vic-password")
+    rita.goto(review_url(live_server, item))
+    vic.goto(review_url(live_server, item))
+    expect(vic.locator(".claim")).to_have_text("rita is reviewing this right now.")
+
+    rita.locator("article.output").first.get_by_role("button", name="Approve").click()
+    expect(rita.locator("article.output").first.locator(".verdict")).to_contain_text("Approve")
+
+    vic_first = vic.locator("article.output").first
+    vic_first.get_by_label("Reject reason").select_option("artefacts")
+    vic_first.get_by_role("button", name="Reject").click()
+    expect(vic.locator(".error.conflict")).to_contain_text("rita decided this output (approve)")
+    assert Decision.objects.count() == 1
+
+    # Having seen it, vic may still disagree, and that is recorded.
+    vic.locator("article.output").first.get_by_label("Reject reason").select_option("artefacts")
+    vic.locator("article.output").first.get_by_role("button", name="Reject").click()
+    expect(vic.locator("article.output").first.locator(".history")).to_contain_text("by vic")
+    assert Decision.objects.count() == 2
+
+
+def test_markup_in_a_prompt_is_shown_as_inert_text(live_server, new_page, requester, reviewer):
+    prompt = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & <b>bold</b>'
+    item = request_in_review(requester, prompt=prompt, variants=1, real_images=False)
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    for path in ("/review/", f"/review/{item.pk}/"):
+        page.goto(live_server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.pwned") is None
+    expect(page.locator("#prompt")).to_have_text(prompt)
+    asker = new_page()
+    log_in(asker, live_server.url, "alice", "alice-password")
+    asker.goto(f"{live_server.url}/requests/{item.pk}/")
+    expect(asker.locator(".prompt").first).to_have_text(prompt)
+    assert asker.evaluate("window.pwned") is None
