@@ -104,6 +104,7 @@ def test_all_rejected_rejects_the_request(reviewer_client, awaiting):
 
 
 def test_decision_htmx_returns_the_review_body(reviewer_client, awaiting):
+    ImageRequest.objects.filter(pk=awaiting.pk).update(approval_quota=2)
     output = outputs_of(awaiting)[0]
     response = reviewer_client.post(
         reverse("decide", args=[output.pk]), {"verdict": "approve"}, headers={"HX-Request": "true"}
@@ -152,3 +153,12 @@ def test_asset_files_are_served_to_owner_and_reviewers_only(awaiting, requester,
     assert b"".join(client_for(requester).get(url).streaming_content) == b"png"
     assert client_for(reviewer).get(url).status_code == 200
     assert client_for(make_user("eve")).get(url).status_code == 404
+
+
+def test_the_deciding_decision_opens_the_next_item(reviewer_client, awaiting, requester):
+    later = ImageRequest.objects.create(requester=requester, prompt="next", status=R.IN_REVIEW)
+    output = outputs_of(awaiting)[0]
+    response = reviewer_client.post(
+        reverse("decide", args=[output.pk]), {"verdict": "approve"}, headers={"HX-Request": "true"}
+    )
+    assert response["HX-Redirect"] == reverse("review_detail", args=[later.pk])

@@ -219,6 +219,7 @@ def _review_context(image_request: ImageRequest, reviewer) -> dict:
             created_at__gte=timezone.now() - actions.review.UNDO_WINDOW,
         )
         .exclude(verdict=Decision.Verdict.CHANGES)
+        .select_related("output__generation")
         .order_by("-created_at")
         .first(),
     }

@@ -1,0 +1,195 @@
+"""Review rules: quorum and quota, self-approval, undo, bulk decisions, queue filters."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from imagereview import actions
+from imagereview.models import Asset, Decision, ImageRequest
+from imagereview.roles import REVIEWERS
+from tests.conftest import client_for, make_user
+from tests.factories import request_in_review
+
+R = ImageRequest.Status
+
+
+def outputs_of(image_request):
+    return list(image_request.assets.filter(kind="output").order_by("generation__variant"))
+
+
+def test_two_approvals_each_and_a_quota_of_two(requester, reviewer):
+    second = make_user("vic", REVIEWERS)
+    item = request_in_review(
+        requester, variants=3, required_approvals=2, approval_quota=2, real_images=False
+    )
+    a, b, c = outputs_of(item)
+    actions.decide(output=a, reviewer=reviewer, verdict="approve")
+    actions.decide(output=a, reviewer=second, verdict="approve")
+    actions.decide(output=b, reviewer=reviewer, verdict="approve")
+    item.refresh_from_db()
+    assert item.status == R.IN_REVIEW  # b has one approval of two
+    actions.decide(output=b, reviewer=second, verdict="approve")
+    item.refresh_from_db()
+    assert item.status == R.APPROVED
+
+
+def test_a_request_is_rejected_once_its_quota_is_out_of_reach(requester, reviewer):
+    item = request_in_review(requester, variants=3, approval_quota=2, real_images=False)
+    a, b, _ = outputs_of(item)
+    actions.decide(output=a, reviewer=reviewer, verdict="reject", reason="artefacts")
+    item.refresh_from_db()
+    assert item.status == R.IN_REVIEW
+    actions.decide(output=b, reviewer=reviewer, verdict="reject", reason="prompt")
+    item.refresh_from_db()
+    assert item.status == R.REJECTED
+
+
+def test_self_approval_is_refused_unless_the_setting_allows_it(settings, db):
+    maker = make_user("sam", REVIEWERS)
+    item = request_in_review(maker, variants=1, real_images=False)
+    output = outputs_of(item)[0]
+    with pytest.raises(actions.DecisionRefused, match="someone else"):
+        actions.decide(output=output, reviewer=maker, verdict="approve")
+    actions.decide(output=output, reviewer=maker, verdict="reject", reason="other")  # allowed
+    settings.REVIEW_FORBID_SELF_APPROVAL = False
+    item = request_in_review(maker, variants=1, real_images=False)
+    actions.decide(output=outputs_of(item)[0], reviewer=maker, verdict="approve")
+
+
+def test_undo_within_the_window_reopens_the_request(requester, reviewer, reviewer_client):
+    item = request_in_review(requester, variants=1, real_images=False)
+    decision = actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="approve")
+    item.refresh_from_db()
+    assert item.status == R.APPROVED
+    reviewer_client.post(reverse("undo_decision", args=[decision.pk]))
+    item.refresh_from_db()
+    decision.refresh_from_db()
+    assert item.status == R.IN_REVIEW and decision.undone_at is not None
+    assert actions.latest_verdicts(item) == {}
+
+
+def test_undo_is_refused_late_or_for_someone_else(requester, reviewer):
+    item = request_in_review(requester, variants=2, approval_quota=2, real_images=False)
+    decision = actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="approve")
+    with pytest.raises(actions.DecisionRefused, match="your own"):
+        actions.undo_decision(decision_id=decision.pk, reviewer=requester)
+    Decision.objects.filter(pk=decision.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    with pytest.raises(actions.DecisionRefused, match="Too late"):
+        actions.undo_decision(decision_id=decision.pk, reviewer=reviewer)
+
+
+def test_request_changes_submits_the_next_version_at_once(
+    requester, reviewer, reviewer_client, django_capture_on_commit_callbacks, enqueued
+):
+    item = request_in_review(requester, variants=2, prompt="a cat", real_images=False)
+    output = outputs_of(item)[0]
+    data = {
+        "prompt": "a cat wearing a hat",
+        "aspect_ratio": "16:9",
+        "resolution": "2K",
+        "output_format": "jpg",
+        "variants": "1",
+        "comment": "add a hat",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = reviewer_client.post(
+            reverse("request_changes", args=[output.pk]), data, headers={"HX-Request": "true"}
+        )
+    assert response.status_code == 200 and response["HX-Redirect"]
+    revision = ImageRequest.objects.get(parent=item)
+    assert (revision.revision, revision.prompt, revision.aspect_ratio) == (
+        2,
+        "a cat wearing a hat",
+        "16:9",
+    )
+    assert revision.requester == requester
+    assert [job[0] for job in enqueued] == ["imagereview.tasks.submit_generation"]
+    item.refresh_from_db()
+    assert item.status == R.CHANGES_REQUESTED
+    decision = Decision.objects.get(verdict="changes")
+    assert decision.revision == revision and decision.comment == "add a hat"
+
+
+def test_request_changes_can_start_an_edit_of_the_output(requester, reviewer):
+    item = request_in_review(requester, variants=1, real_images=False)
+    output = outputs_of(item)[0]
+    revision = actions.request_changes(
+        output=output,
+        reviewer=reviewer,
+        prompt="brighter",
+        aspect_ratio="auto",
+        resolution="1K",
+        output_format="png",
+        variants=1,
+        edit_from_output=True,
+    )
+    assert revision.mode == "edit"
+    assert revision.assets.get(kind="reference").sha256 == output.sha256
+
+
+def test_bulk_approve_and_reject(requester, reviewer_client):
+    first, second, third = (
+        request_in_review(requester, variants=1, real_images=False) for _ in range(3)
+    )
+    reviewer_client.post(
+        reverse("bulk_decide"), {"verdict": "approve", "requests": [first.pk, second.pk]}
+    )
+    reviewer_client.post(reverse("bulk_decide"), {"verdict": "reject", "requests": [third.pk]})
+    statuses = [ImageRequest.objects.get(pk=r.pk).status for r in (first, second, third)]
+    assert statuses == [R.APPROVED, R.APPROVED, R.IN_REVIEW]  # a reject needs a reason
+    reviewer_client.post(
+        reverse("bulk_decide"), {"verdict": "reject", "reason": "unsafe", "requests": [third.pk]}
+    )
+    assert ImageRequest.objects.get(pk=third.pk).status == R.REJECTED
+
+
+def test_queue_filters_and_pages_by_keyset(requester, reviewer_client, db):
+    other = make_user("olga")
+    items = [request_in_review(requester, variants=1, real_images=False) for _ in range(30)]
+    edit = request_in_review(other, variants=1, mode="edit", real_images=False)
+    Asset.objects.filter(request=edit, kind="output").update(flagged=True)
+    url = reverse("review_queue")
+
+    first_page = reviewer_client.get(url).context
+    assert [r.pk for r in first_page["image_requests"]] == [r.pk for r in items[:24]]
+    second_page = reviewer_client.get(url, {"after": first_page["next_cursor"]}).context
+    assert [r.pk for r in second_page["image_requests"]] == [r.pk for r in items[24:]] + [edit.pk]
+    assert second_page["next_cursor"] == ""
+
+    for query in ({"mode": "edit"}, {"requester": "olga"}, {"flagged": "on"}):
+        found = reviewer_client.get(url, query).context["image_requests"]
+        assert [r.pk for r in found] == [edit.pk]
+    newest = reviewer_client.get(url, {"sort": "newest"}).context["image_requests"]
+    assert newest[0].pk == edit.pk
+    assert reviewer_client.get(url, {"after": "garbage"}).status_code == 200
+
+
+def count_queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_page_queries_stay_constant_as_the_data_grows(requester, reviewer, reviewer_client):
+    item = request_in_review(requester, variants=2, real_images=False)
+    for _ in range(3):
+        request_in_review(requester, variants=2, real_images=False)
+    urls = [
+        reverse("review_queue"),
+        reverse("review_detail", args=[item.pk]),
+        reverse("my_requests"),
+    ]
+    asker = client_for(requester)
+    small = [count_queries(reviewer_client, u) for u in urls[:2]] + [count_queries(asker, urls[2])]
+    for _ in range(12):
+        extra = request_in_review(requester, variants=4, real_images=False)
+        actions.decide(
+            output=outputs_of(extra)[0], reviewer=reviewer, verdict="reject", reason="other"
+        )
+    actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="reject", reason="other")
+    large = [count_queries(reviewer_client, u) for u in urls[:2]] + [count_queries(asker, urls[2])]
+    assert large == small
