@@ -1,0 +1,69 @@
+"""Sustained submission against the provider's limit of 20 creates per 10 s: how much of the
+limit two clusters use, and whether the provider ever has to refuse one."""
+
+import pytest
+
+from tests.benchmarks.support import (
+    CREATE,
+    QUERY,
+    jobs_run,
+    log_tails,
+    most_in_window,
+    print_table,
+    queue_requests,
+    quiet_logs,
+    requests_generating,
+    wait_until,
+)
+
+pytestmark = [
+    pytest.mark.benchmark,
+    pytest.mark.cluster,
+    pytest.mark.django_db(transaction=True),
+]
+
+SEED = 11
+GENERATIONS = 320
+
+
+def test_submission_uses_the_rate_limit_without_429s(sandbox, start_process, requester):
+    limit, window = sandbox.config.submit_limit, sandbox.config.submit_window
+    processes = {f"qcluster-{n}": start_process("qcluster") for n in range(2)}
+    processes["dispatch"] = start_process("dispatch")
+    with quiet_logs():
+        request_ids = queue_requests(requester, count=GENERATIONS // 2, seed=SEED, variants=(2,))
+        # 320 creates at 2 per second take 160 s; allow for twice that and the tail.
+        finished = wait_until(lambda: not requests_generating(request_ids), timeout=420)
+    assert finished, f"requests still generating\n{log_tails(processes)}"
+
+    created = sorted(task["created"] / 1000 for task in sandbox.tasks)
+    span = created[-1] - created[0]
+    utilisation = len(created) / (limit * span / window)
+    # The first window's burst is free; what follows is the rate the app keeps up.
+    steady = (len(created) - limit) / (limit * span / window)
+    refused = sandbox.stats["answered_429"]
+    busiest = most_in_window(created, window)
+    print_table(
+        f"Submission rate: {GENERATIONS} generations, 2 clusters, limit {limit} per {window:g} s",
+        [
+            ("tasks created", len(created)),
+            ("sustained span, first to last create (s)", f"{span:.1f}"),
+            ("utilisation of the limit", f"{utilisation:.3f}"),
+            ("  after the first window's burst", f"{steady:.3f}"),
+            (f"most creates in any {window:g} s window", busiest),
+            ("429s answered to createTask", refused.get(CREATE, 0)),
+            ("429s answered to recordInfo", refused.get(QUERY, 0)),
+            ("creates per 10 s from the first", _per_window(created, window)),
+            *((f"jobs run: {job}", n) for job, n in sorted(jobs_run(processes).items())),
+        ],
+    )
+    assert busiest <= limit
+    assert utilisation >= 0.95
+    assert not refused, f"429s answered by path: {refused}"
+
+
+def _per_window(created: list[float], window: float) -> str:
+    counts = [0] * (int((created[-1] - created[0]) // window) + 1)
+    for moment in created:
+        counts[int((moment - created[0]) // window)] += 1
+    return " ".join(map(str, counts))
