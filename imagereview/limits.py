@@ -35,7 +35,7 @@ def query_limit() -> Limit:
     return Limit(
         key=f"query:{settings.KIE_API_BASE}",
         calls=settings.KIE_QUERY_LIMIT,
-        window=settings.KIE_QUERY_WINDOW * (1 + settings.KIE_RATE_MARGIN),
+        window=settings.KIE_QUERY_WINDOW * (1 + settings.KIE_QUERY_MARGIN),
     )
 
 

@@ -200,6 +200,9 @@ KIE_SUBMIT_WINDOW = envfloat("KIE_SUBMIT_WINDOW", "10")
 KIE_QUERY_LIMIT = envint("KIE_QUERY_LIMIT", "10")
 KIE_QUERY_WINDOW = envfloat("KIE_QUERY_WINDOW", "1")
 KIE_RATE_MARGIN = envfloat("KIE_RATE_MARGIN", "0.03")
+# 3% of one second is 30 ms, less than a busy host's scheduling jitter: queries (only a
+# fallback to callbacks) keep a wider margin.
+KIE_QUERY_MARGIN = envfloat("KIE_QUERY_MARGIN", "0.15")
 # A submit or refresh job waits this long at most for its slot, else it is deferred.
 KIE_SLOT_MAX_WAIT = envfloat("KIE_SLOT_MAX_WAIT", "3")
 # Credits per image by resolution, to know before submitting whether the balance covers it.
