@@ -33,5 +33,6 @@ def test_every_task_is_accounted_for_after_faults_and_kills(sandbox, start_proce
     )
     audit = audit_tasks(sandbox, soak=soak)
     print_table(f"Fault soak (short), {describe(soak.env)}", soak_figures(soak, audit, sandbox))
-    assert not audit.problems, "\n".join(audit.problems)
+    problems = audit.problems
+    assert not problems, "\n".join(problems)
     assert not soak.pending, f"still pending after {soak.elapsed:.0f}s: {soak.pending}"
