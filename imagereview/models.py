@@ -275,6 +275,7 @@ class CallbackReceipt(models.Model):
         BAD_TOKEN = "bad_token", "Bad token"
         BAD_SIGNATURE = "bad_signature", "Bad signature"
         MALFORMED = "malformed", "Malformed body"
+        FOREIGN = "foreign", "Names a task not created for this generation"
 
     generation = models.ForeignKey(
         Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="receipts"

@@ -140,15 +140,21 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
     """Attach a task to a generation waiting on an unanswered create, or keep it as a duplicate.
 
     `ours` says the create's own answer named this task; otherwise recordInfo must show it
-    was created with this generation's callback URL.
+    was created with this generation's callback URL. A claim whose query fails is tried again
+    by the reconciler, which sweeps callbacks naming tasks no generation holds.
     """
-    record = _query(generation_id, task_id, client=client)
-    if record is None:
-        return
-    generation = Generation.objects.get(pk=generation_id)
-    if not ours and record.callback_url != generation.callback_url():
-        log.warning("task %s does not belong to generation %s", task_id, generation_id)
-        return
+    record = None
+    if not ours:
+        record = _query(generation_id, task_id, client=client)
+        if record is None:
+            return
+        generation = Generation.objects.get(pk=generation_id)
+        if record.callback_url != generation.callback_url():
+            log.warning("task %s does not belong to generation %s", task_id, generation_id)
+            CallbackReceipt.objects.filter(generation_id=generation_id, task_id=task_id).update(
+                outcome=CallbackReceipt.Outcome.FOREIGN
+            )
+            return
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -164,6 +170,7 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
                     note=f"task {task_id} claimed after its create went unanswered",
                     provider_task_id=task_id,
                     submitted_at=now,
+                    next_attempt_at=now,
                 )
                 target = generation.pk
             else:
@@ -186,7 +193,8 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
                 target = duplicate.pk
     except IntegrityError:
         return  # claimed concurrently
-    apply_task_record(generation_id=target, record=record)
+    if record is not None:
+        apply_task_record(generation_id=target, record=record)
 
 
 def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderError) -> None:

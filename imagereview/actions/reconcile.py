@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
 from imagereview.actions.requests import dispatch_lease, settle_request
 from imagereview.jobs import enqueue, enqueue_after_commit
-from imagereview.models import Generation, ImageRequest
+from imagereview.models import CallbackReceipt, Generation, ImageRequest
 from imagereview.providers.kie import KieClient
 from imagereview.transitions import lock, move, record_creation
 
@@ -53,6 +54,7 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
         for generation_id in ids:
             enqueue(job, generation_id)
         counts[job] = len(ids)
+    counts["unclaimed_callbacks"] = _wake_unclaimed_callbacks(now)
     counts["timed_out"] = _time_out_quiet_generations(now)
     counts["resubmitted"] = _release_unanswered_creates(now)
     if any(counts.values()):
@@ -63,6 +65,29 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
 def _batch_size(job: str) -> int:
     # Sending more submissions than the limit lets through in a tick only makes them wait.
     return settings.KIE_SUBMIT_LIMIT if job == "submit_generation" else BATCH
+
+
+def _wake_unclaimed_callbacks(now: datetime) -> int:
+    """Refresh generations whose authentic callbacks name a task no generation holds yet.
+
+    The claim of such a task (an orphan of an unanswered create) may have failed on a
+    passing provider error; without this sweep its cost would go unrecorded.
+    """
+    held = Generation.objects.filter(provider_task_id=OuterRef("task_id"))
+    generation_ids = list(
+        CallbackReceipt.objects.filter(
+            outcome=CallbackReceipt.Outcome.ACCEPTED,
+            received_at__lte=now - timedelta(seconds=5),
+            received_at__gte=now - timedelta(seconds=settings.RECONCILE_GIVE_UP),
+        )
+        .exclude(task_id="")
+        .exclude(Exists(held))
+        .values_list("generation_id", flat=True)
+        .distinct()[:BATCH]
+    )
+    for generation_id in generation_ids:
+        enqueue("refresh_generation", generation_id)
+    return len(generation_ids)
 
 
 def _time_out_quiet_generations(now: datetime) -> int:

@@ -491,19 +491,25 @@ def quiet_logs() -> Iterator[None]:
 def print_table(
     title: str, rows: Iterable[Sequence[object]], *, headers: Sequence[str] = ()
 ) -> None:
-    """Print rows of (label, value, ...) under a title, values right-aligned in columns."""
+    """Print rows of (label, value, ...) under a title: figures right-aligned in columns,
+    longer text (a reason, a series) left as it is."""
     rows = [tuple(row) for row in rows]
     if headers:
         rows.insert(0, ("", *headers))
     label_width = max((len(str(row[0])) for row in rows), default=0)
     columns = max((len(row) for row in rows), default=1) - 1
     widths = [
-        max((len(str(row[column])) for row in rows if len(row) > column), default=0)
-        for column in range(1, columns + 1)
+        max((len(str(row[c])) for row in rows if len(row) > c and _is_figure(row[c])), default=0)
+        for c in range(1, columns + 1)
     ]
     print(f"\n{title}")
     for label, *values in rows:
         cells = "  ".join(
-            f"{value!s:>{width}}" for value, width in zip(values, widths, strict=False)
+            f"{value!s:>{width}}" if _is_figure(value) else str(value)
+            for value, width in zip(values, widths, strict=False)
         )
         print(f"  {label!s:<{label_width}}  {cells}".rstrip())
+
+
+def _is_figure(value: object) -> bool:
+    return len(str(value)) <= 16

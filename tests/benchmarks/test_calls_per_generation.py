@@ -1,11 +1,14 @@
 """Provider calls per stored generation, and how soon a finished task is ready for review:
 the same work with callbacks, then by polling alone."""
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
+from django.contrib.auth.models import AbstractBaseUser
 
 from imagereview.models import Generation
+from imagereview.providers.sandbox import SandboxServer
 from tests.benchmarks.support import (
     CREATE,
     QUERY,
@@ -18,6 +21,7 @@ from tests.benchmarks.support import (
     requests_generating,
     wait_until,
 )
+from tests.conftest import ManagedProcess
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -35,14 +39,22 @@ class Run:
     label: str
     calls: dict[str, int]
     stored: list[Generation]
-    ready_after: list[float]  # seconds from the provider's completion to stored_at
+    # Seconds from the provider's completion to stored_at ("ready for review").
+    ready_after: list[float] = field(default_factory=list)
 
     @property
     def calls_per_generation(self) -> float:
         return (self.calls[CREATE] + self.calls[QUERY]) / len(self.stored)
 
 
-def run_workload(sandbox, start_process, requester, *, callbacks: bool, seed: int) -> Run:
+def run_workload(
+    sandbox: SandboxServer,
+    start_process: Callable[..., ManagedProcess],
+    requester: AbstractBaseUser,
+    *,
+    callbacks: bool,
+    seed: int,
+) -> Run:
     """Queue the same kind of work, wait for it, and count the provider calls it made."""
     before = dict(sandbox.stats["calls"])
     env = {"KIE_CALLBACKS": str(callbacks).lower()}
@@ -61,11 +73,10 @@ def run_workload(sandbox, start_process, requester, *, callbacks: bool, seed: in
         stored=list(
             Generation.objects.filter(request_id__in=request_ids, state=Generation.State.STORED)
         ),
-        ready_after=[],
     )
 
 
-def measure_readiness(sandbox, runs: list[Run]) -> None:
+def measure_readiness(sandbox: SandboxServer, runs: list[Run]) -> None:
     """Ask the sandbox once per task when it completed, after the counted runs."""
     sandbox.configure(query_limit=100_000)
     with SandboxAPI(sandbox) as api:
@@ -88,7 +99,7 @@ def test_callbacks_keep_calls_per_generation_low(sandbox, start_process, request
     with_callbacks, polling = runs
     print_table(
         f"Provider calls per stored generation ({GENERATIONS} generations per run, "
-        f"task latency {sum(LATENCY.values()):g} s)",
+        f"task latency {sum(LATENCY.values()):g} s, app settings at their defaults)",
         [
             ("generations stored", *(len(run.stored) for run in runs)),
             ("createTask calls", *(run.calls[CREATE] for run in runs)),
