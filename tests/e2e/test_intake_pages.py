@@ -30,9 +30,7 @@ def test_edit_form_previews_references_and_names_a_bad_file(
     assert not ImageRequest.objects.exists()
 
 
-def test_every_post_without_a_csrf_token_is_refused_in_the_browser(
-    live_server, new_page, reviewer
-):
+def test_every_post_without_a_csrf_token_is_refused_in_the_browser(live_server, new_page, reviewer):
     page = new_page()
     log_in(page, live_server.url, "rita", "rita-password")
     paths = [
