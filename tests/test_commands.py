@@ -53,6 +53,8 @@ def test_runstack_serves_web_and_sandbox_and_ctrl_c_stops_everything(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a shell starts a background job: with SIGINT ignored, which runstack must undo.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
 

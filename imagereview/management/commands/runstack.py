@@ -40,7 +40,9 @@ class Command(BaseCommand):
         }
         if settings.USE_SANDBOX:
             commands = {"sandbox": ["sandbox_provider"], **commands}
+        # Explicitly, for SIGINT too: a shell that starts us in the background ignores it.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         lock = threading.Lock()
         children: dict[str, subprocess.Popen] = {}
         exited = ""
