@@ -23,7 +23,14 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_ROWS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
-OPTIONAL_COLUMNS = ("aspect_ratio", "resolution", "output_format", "variants")
+OPTIONAL_COLUMNS = (
+    "aspect_ratio",
+    "resolution",
+    "output_format",
+    "variants",
+    "required_approvals",
+    "approval_quota",
+)
 COLUMNS = ("prompt", *OPTIONAL_COLUMNS)
 # A blank or missing cell means what the web form starts with.
 DEFAULTS = {name: str(GenerationRequestForm.base_fields[name].initial) for name in OPTIONAL_COLUMNS}
@@ -145,7 +152,8 @@ def column_guide() -> list[tuple[str, str]]:
     guide = [("prompt", f"required, at most {fields['prompt'].max_length:,} characters")]
     for name in OPTIONAL_COLUMNS:
         values = ", ".join(str(value) for value, _ in fields[name].choices)
-        guide.append((name, f"{values} (default {DEFAULTS[name]})"))
+        explained = f" {fields[name].help_text}" if fields[name].help_text else ""
+        guide.append((name, f"{values} (default {DEFAULTS[name]}).{explained}"))
     return guide
 
 

@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import pluralize
 
 from imagereview import media
 from imagereview.models import (
@@ -18,6 +19,21 @@ CHECKS_BY_MODE = {
     "generate": ["format", "aspect_ratio", "resolution"],
     "edit": ["format", "aspect_ratio", "resolution"],
 }
+MAX_REQUIRED_APPROVALS = 5
+
+
+def _policy_field(label: str, help_text: str, *, upto: int, unit: str) -> forms.Field:
+    """A review-policy count from 1 to `upto`; omitted, it is 1."""
+    return forms.TypedChoiceField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        empty_value=1,
+        choices=[(n, str(n)) for n in range(1, upto + 1)],
+        coerce=int,
+        initial=1,
+        error_messages={"invalid_choice": f"Choose between 1 and {upto} {unit}."},
+    )
 
 
 class GenerationRequestForm(forms.Form):
@@ -43,6 +59,18 @@ class GenerationRequestForm(forms.Form):
         initial=1,
         error_messages={"invalid_choice": f"Choose between 1 and {MAX_VARIANTS} variants."},
     )
+    required_approvals = _policy_field(
+        "Approvals per output",
+        "From distinct reviewers, before an output counts as approved.",
+        upto=MAX_REQUIRED_APPROVALS,
+        unit="approvals per output",
+    )
+    approval_quota = _policy_field(
+        "Approved outputs needed",
+        "How many approved variants approve the request.",
+        upto=MAX_VARIANTS,
+        unit="approved outputs",
+    )
     auto_reject = forms.BooleanField(
         required=False,
         label="Reject outputs that fail an acceptance check without asking a reviewer",
@@ -54,6 +82,18 @@ class GenerationRequestForm(forms.Form):
             self.fields[name].error_messages["invalid_choice"] = (
                 f"%(value)s is not a valid {name.replace('_', ' ')}; pick one from the list."
             )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        variants, quota = data.get("variants"), data.get("approval_quota")
+        if variants and quota and quota > variants:
+            self.add_error(
+                "approval_quota",
+                f"Need at most {variants} approved output{pluralize(variants)}: only "
+                f"{variants} variant{pluralize(variants)} {'is' if variants == 1 else 'are'} "
+                "asked for.",
+            )
+        return data
 
     def request_fields(self) -> dict:
         """The cleaned values as `create_request` takes them."""

@@ -231,6 +231,33 @@ def test_batch_row_with_more_values_than_columns_is_an_error():
     assert padded.is_valid
 
 
+def test_batch_rows_set_the_review_policy_with_the_forms_rules(requester):
+    check = parse_batch_text(
+        "prompt,variants,required_approvals,approval_quota\n"
+        "two of four,4,2,2\n"
+        "the defaults,2,,\n"
+        "more than asked for,2,1,3\n"
+        "too many reviewers,1,6,1\n"
+    )
+    assert [row.number for row in check.valid_rows] == [2, 3]
+    errors = {row.number: (row.errors, row.invalid_columns) for row in check.invalid_rows}
+    assert errors == {
+        4: (
+            ("Need at most 2 approved outputs: only 2 variants are asked for.",),
+            {"approval_quota"},
+        ),
+        5: (("Choose between 1 and 5 approvals per output.",), {"required_approvals"}),
+    }
+    created = import_rows(requester=requester, rows=check.valid_rows)
+    assert [(r.required_approvals, r.approval_quota) for r in created] == [(2, 2), (1, 1)]
+
+
+def test_batch_page_lists_the_review_policy_columns(requester_client):
+    body = requester_client.get(URL).content.decode()
+    assert "<code>required_approvals</code>" in body
+    assert "<code>approval_quota</code>" in body
+
+
 def test_batch_prompt_markup_is_shown_as_text(requester_client):
     response = upload(requester_client, 'prompt\n"<script>alert(1)</script><b>bold</b>"\n')
     body = response.content.decode()

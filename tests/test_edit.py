@@ -59,6 +59,28 @@ def test_edit_form_creates_request_with_its_references(requester_client, request
     assert all(r.file and r.thumbnail for r in references)
 
 
+def test_edit_form_sets_the_review_policy(requester_client):
+    policy = {"variants": "2", "required_approvals": "2", "approval_quota": "2"}
+    response = requester_client.post(
+        reverse("new_edit"), EDIT | policy | {"references": [upload("a.png", image_bytes())]}
+    )
+    assert response.status_code == 302
+    image_request = ImageRequest.objects.get()
+    assert (image_request.required_approvals, image_request.approval_quota) == (2, 2)
+
+
+def test_edit_form_refuses_a_quota_over_the_variants(requester_client):
+    response = requester_client.post(
+        reverse("new_edit"),
+        EDIT | {"approval_quota": "2", "references": [upload("a.png", image_bytes())]},
+    )
+    assert response.status_code == 400
+    assert "Need at most 1 approved output: only 1 variant is asked for." in (
+        response.content.decode()
+    )
+    assert not ImageRequest.objects.exists()
+
+
 def bomb() -> bytes:
     out = io.BytesIO()
     Image.new("1", (8000, 8000)).save(out, "PNG")

@@ -53,6 +53,17 @@ def test_new_request_creates_request_and_generations(
         ({"output_format": "jpeg"}, "jpeg is not a valid output format"),
         ({"variants": "5"}, "Choose between 1 and 4 variants"),
         ({"variants": "0"}, "Choose between 1 and 4 variants"),
+        ({"required_approvals": "6"}, "Choose between 1 and 5 approvals per output"),
+        ({"required_approvals": "0"}, "Choose between 1 and 5 approvals per output"),
+        ({"approval_quota": "5"}, "Choose between 1 and 4 approved outputs"),
+        (
+            {"approval_quota": "3"},
+            "Need at most 2 approved outputs: only 2 variants are asked for.",
+        ),
+        (
+            {"variants": "1", "approval_quota": "2"},
+            "Need at most 1 approved output: only 1 variant is asked for.",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_creates_nothing(requester_client, change, message):
@@ -62,6 +73,22 @@ def test_bad_input_gets_a_clear_message_and_creates_nothing(requester_client, ch
     assert not ImageRequest.objects.exists()
     assert not Generation.objects.exists()
     assert not Event.objects.exists()
+
+
+def test_new_request_sets_the_review_policy(requester_client):
+    policy = {"variants": "4", "required_approvals": "2", "approval_quota": "3"}
+    response = requester_client.post(reverse("new_request"), VALID | policy)
+    assert response.status_code == 302
+    image_request = ImageRequest.objects.get()
+    assert (image_request.required_approvals, image_request.approval_quota) == (2, 3)
+
+
+def test_new_request_policy_defaults_to_one_approval_of_one_output(requester_client):
+    form = requester_client.get(reverse("new_request")).content.decode()
+    assert 'name="required_approvals"' in form and 'name="approval_quota"' in form
+    requester_client.post(reverse("new_request"), VALID)
+    image_request = ImageRequest.objects.get()
+    assert (image_request.required_approvals, image_request.approval_quota) == (1, 1)
 
 
 def test_a_prompt_of_exactly_10000_characters_is_accepted(requester_client):
@@ -111,6 +138,14 @@ def test_request_detail_shows_progress_and_htmx_fragment(requester_client, reque
         image_request.get_absolute_url(), headers={"HX-Request": "true"}
     )
     assert fragment.content.decode().lstrip().startswith('<section id="progress"')
+
+
+def test_request_detail_shows_the_review_policy(requester_client, requester):
+    image_request = ImageRequest.objects.create(
+        requester=requester, prompt="p", variants=4, required_approvals=3, approval_quota=2
+    )
+    body = requester_client.get(image_request.get_absolute_url()).content.decode()
+    assert "2 approved of 4 variants; 3 approvals per output" in body
 
 
 def test_prompt_markup_is_shown_as_text(requester_client, requester):
