@@ -1,6 +1,7 @@
 """The editing path: references validated, stored, hosted at the provider and checked."""
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -57,6 +58,12 @@ def test_edit_form_creates_request_with_its_references(requester_client, request
     references = list(image_request.assets.filter(kind="reference").order_by("index"))
     assert [(r.index, r.content_type) for r in references] == [(0, "image/png"), (1, "image/jpeg")]
     assert all(r.file and r.thumbnail for r in references)
+
+
+def test_edit_form_title_is_plain_text_and_loads_its_script_once(requester_client):
+    body = requester_client.get(reverse("new_edit")).content.decode()
+    assert re.search(r"<title>(.*?)</title>", body, re.S).group(1) == "New request · imagereview"
+    assert body.count("js/references.js") == 1
 
 
 def test_edit_form_sets_the_review_policy(requester_client):

@@ -19,6 +19,8 @@ def test_new_request_form_renders(requester_client):
     response = requester_client.get(reverse("new_request"))
     assert response.status_code == 200
     assert b'name="prompt"' in response.content
+    assert b"<title>New request \xc2\xb7 imagereview</title>" in response.content
+    assert b"references.js" not in response.content
 
 
 def test_new_request_requires_login(client):
