@@ -5,15 +5,23 @@ limit, then waits until that moment. Reservations live in Redis when REDIS_URL i
 in the database; never in process memory.
 """
 
+import random
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
 from django.db import transaction
 
 from imagereview.models import RateSlot, RateWindow
+
+
+def backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
+    ceiling = min(300.0, 2.0 * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0))
 
 
 @dataclass(frozen=True)

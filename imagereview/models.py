@@ -142,11 +142,16 @@ class Generation(models.Model):
     provider_state = models.CharField(max_length=16, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     queries = models.PositiveIntegerField(default=0)
+    # recordInfo calls that failed in a row: the backoff of the next query grows with it.
+    query_failures = models.PositiveSmallIntegerField(default=0)
     store_attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     failure_code = models.CharField(max_length=16, blank=True)
     failure_message = models.TextField(blank=True)
     credits = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    # Set when the provider named no figure (recordInfo has none; the callback may not have
+    # come) and the credits are the price list's.
+    credits_estimated = models.BooleanField(default=False)
     result_urls = models.JSONField(default=list, blank=True)
     callback_token = models.CharField(max_length=64, unique=True, default=new_callback_token)
     queued_at = models.DateTimeField(auto_now_add=True)

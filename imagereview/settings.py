@@ -228,7 +228,9 @@ RESULT_TIMEOUT = envfloat("RESULT_TIMEOUT", "30")
 THUMBNAIL_SIZE = envint("THUMBNAIL_SIZE", "384")
 
 # The reconciler: when to look at a generation whose callback has not come.
-RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20")
+# With callbacks the first poll is only a fallback; without them, poll as the provider
+# advises (every few seconds at first).
+RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20" if KIE_CALLBACKS else "3")
 # How long a dispatched job may sit in the broker before the dispatcher sends it again.
 DISPATCH_LEASE = envint("DISPATCH_LEASE", "30")
 RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")

@@ -1,6 +1,11 @@
 """The provider client against the contract's codes table, with one-off reply shapes."""
 
+import base64
+import email.utils
+import hashlib
+import hmac
 import json
+import time
 
 import httpx
 import pytest
@@ -133,11 +138,58 @@ def test_create_task_sends_the_contract_body_and_bearer_key():
     }
 
 
-def test_create_task_without_task_id_is_an_error():
-    with pytest.raises(ProviderError, match="without a taskId"):
-        client_answering(envelope(200, data={})).create_task(
-            prompt="p", aspect_ratio="1:1", resolution="1K", output_format="png"
-        )
+def create(client: KieClient) -> str:
+    return client.create_task(prompt="p", aspect_ratio="1:1", resolution="1K", output_format="png")
+
+
+def test_create_task_without_task_id_is_an_ambiguous_error():
+    with pytest.raises(ProviderError, match="without a taskId") as caught:
+        create(client_answering(envelope(200, data={})))
+    assert caught.value.ambiguous
+
+
+@pytest.mark.parametrize(
+    ("status", "text"), [(502, "Bad Gateway"), (504, "Gateway Timeout"), (200, "<html>oops")]
+)
+def test_a_create_answered_without_the_providers_envelope_is_ambiguous(status, text):
+    with pytest.raises(ProviderError) as caught:
+        create(client_answering(lambda request: httpx.Response(status, text=text)))
+    assert caught.value.ambiguous
+    assert caught.value.action == Action.RETRY
+
+
+def test_a_create_refused_with_a_bare_429_or_an_enveloped_500_is_not_ambiguous():
+    bare_429 = client_answering(lambda request: httpx.Response(429, text="slow down"))
+    for client in (bare_429, client_answering(envelope(500, status=500))):
+        with pytest.raises(ProviderError) as caught:
+            create(client)
+        assert not caught.value.ambiguous
+        assert caught.value.action == Action.RETRY
+
+
+def test_retry_after_may_be_an_http_date():
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    handler = envelope(429, status=429, headers={"Retry-After": later})
+    with pytest.raises(ProviderError) as caught:
+        client_answering(handler).record_info("t")
+    assert 25 <= caught.value.retry_after <= 31
+
+
+def test_api_calls_send_the_json_content_type_even_without_a_body():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers.get("Content-Type")))
+        data = {"taskId": "t", "state": "waiting"} if "record" in request.url.path else 5
+        return httpx.Response(200, json={"code": 200, "msg": "success", "data": data})
+
+    client = client_answering(handler)
+    client.record_info("t")
+    client.credit_balance()
+    assert seen == [
+        ("/api/v1/jobs/recordInfo", "application/json"),
+        ("/api/v1/chat/credit", "application/json"),
+    ]
 
 
 def test_a_read_timeout_on_create_is_ambiguous():
@@ -208,6 +260,18 @@ def test_callback_task_id_is_found_in_every_known_place():
     assert callback_task_id({"data": {"task_id": "b"}}) == "b"
     assert callback_task_id({"taskId": "c", "data": None}) == "c"
     assert callback_task_id({"data": {}}) == ""
+
+
+def test_callback_signature_is_base64_of_hmac_sha256_over_task_id_dot_timestamp():
+    # Computed apart from the code under test, by the contract's recipe.
+    expected = base64.b64encode(
+        hmac.new(b"secret", b"task_1.1700000000", hashlib.sha256).digest()
+    ).decode()
+    assert callback_signature("secret", "task_1", "1700000000") == expected
+    ok = {"key": "secret", "task_id": "task_1", "timestamp": "1700000000", "tolerance": 300}
+    assert verify_callback_signature(**ok, signature=expected, now=1700000100)
+    hex_digest = hmac.new(b"secret", b"task_1.1700000000", hashlib.sha256).hexdigest()
+    assert not verify_callback_signature(**ok, signature=hex_digest, now=1700000100)
 
 
 def test_callback_signature_verifies_within_the_window_only():

@@ -1,5 +1,6 @@
 """The task lifecycle under provider codes, lost answers, odd callbacks and timeouts."""
 
+import io
 import json
 from datetime import timedelta
 
@@ -7,6 +8,7 @@ import httpx
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
 from imagereview import actions
 from imagereview.models import (
@@ -297,6 +299,17 @@ def test_a_quiet_task_times_out_and_an_admin_can_retry_it(requester, kie, sandbo
     assert generation.state == G.STORED
 
 
+def test_no_task_times_out_while_the_account_is_halted(requester, kie, sandbox, settings):
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    long_ago = timezone.now() - timedelta(seconds=settings.RECONCILE_GIVE_UP + 5)
+    Generation.objects.filter(pk=generation.pk).update(submitted_at=long_ago)
+    actions.open_circuit(code=401, reason="bad key")
+    assert actions.reconcile(client=answering(envelope(401)))["timed_out"] == 0
+    generation.refresh_from_db()
+    assert generation.state == G.SUBMITTED
+
+
 def test_a_refresh_waits_for_a_query_slot(requester, kie, settings):
     from imagereview import limits
 
@@ -330,3 +343,123 @@ def test_costs_roll_up_per_request_including_failures(requester, client, kie, sa
     client.force_login(requester)
     page = client.get(image_request.get_absolute_url()).content.decode()
     assert "18 credits" in page
+
+
+def submitted(requester) -> Generation:
+    """A generation whose create named task "t1"."""
+    generation = new_request(requester).generations.get()
+    task = {"code": 200, "msg": "success", "data": {"taskId": "t1"}}
+    actions.submit_generation(
+        generation_id=generation.pk, client=answering(httpx.Response(200, json=task))
+    )
+    generation.refresh_from_db()
+    assert generation.state == G.SUBMITTED
+    return generation
+
+
+def refresh(generation: Generation, reply: httpx.Response) -> Generation:
+    actions.refresh_generation(generation_id=generation.pk, client=answering(reply))
+    generation.refresh_from_db()
+    return generation
+
+
+@pytest.mark.parametrize("code", [401, 402, 433, 505])
+def test_halt_codes_from_record_info_open_the_circuit(requester, code):
+    generation = refresh(submitted(requester), envelope(code, "stop"))
+    account = ProviderAccount.objects.get()
+    assert account.circuit_open and account.circuit_code == str(code)
+    assert generation.state == G.SUBMITTED
+    assert generation.next_attempt_at > timezone.now()
+
+
+@pytest.mark.parametrize("code", [404, 422])
+def test_terminal_codes_from_record_info_fail_the_generation(requester, code):
+    generation = refresh(submitted(requester), envelope(code, "no such task"))
+    assert generation.state == G.FAILED
+    assert generation.failure_code == str(code)
+    assert generation.request.status == R.FAILED
+
+
+@pytest.mark.parametrize("code", [429, 455, 500])
+def test_retry_codes_from_record_info_back_off_further_each_time(requester, code):
+    generation = submitted(requester)
+    delays = []
+    for _ in range(4):
+        before = timezone.now()
+        generation = refresh(generation, envelope(code, "busy"))
+        delays.append((generation.next_attempt_at - before).total_seconds())
+    assert generation.state == G.SUBMITTED and generation.query_failures == 4
+    assert delays[-1] > delays[0] * 2
+    assert not ProviderAccount.objects.get().circuit_open
+
+    generation = refresh(generation, envelope(429, "busy", **{"Retry-After": "90"}))
+    assert generation.next_attempt_at >= timezone.now() + timedelta(seconds=85)
+
+
+def test_a_success_without_a_cost_figure_records_the_price_list_estimate(requester):
+    generation = submitted(requester)
+    data = {
+        "taskId": "t1",
+        "state": "success",
+        "resultJson": json.dumps({"resultUrls": ["https://files.test/a.png"]}),
+    }
+    generation = refresh(generation, httpx.Response(200, json={"code": 200, "data": data}))
+    assert generation.state == G.SUCCEEDED
+    assert (generation.credits, generation.credits_estimated) == (18, True)
+    assert generation.query_failures == 0
+
+
+@pytest.mark.parametrize(("code", "state"), [(429, G.SUCCEEDED), (404, G.FAILED)])
+def test_a_dead_link_whose_fresh_link_call_fails_is_retried_unless_refused(
+    requester, kie, sandbox, code, state
+):
+    sandbox.configure(rate_result_expired=1.0)
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=kie)
+    wait_for(lambda: all(t["state"] == "success" for t in sandbox.tasks), timeout=10)
+    actions.refresh_generation(generation_id=generation.pk, client=kie)
+
+    refusing = answering(httpx.Response(code, json={"code": code, "msg": "not now"}))
+    actions.store_outputs(generation_id=generation.pk, client=refusing)
+    generation.refresh_from_db()
+    assert generation.state == state
+    if state == G.SUCCEEDED:
+        assert "will be retried" in generation.failure_message
+        actions.store_outputs(generation_id=generation.pk, client=kie)
+        generation.refresh_from_db()
+        assert generation.state == G.STORED
+
+
+def edit_request(requester) -> ImageRequest:
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(picture, "PNG")
+    picture.seek(0)
+    return new_request(
+        requester,
+        mode=ImageRequest.Mode.EDIT,
+        references=[actions.ReferenceUpload("harbour.png", picture)],
+    )
+
+
+@pytest.mark.parametrize(("code", "state"), [(500, G.QUEUED), (422, G.FAILED)])
+def test_a_failed_reference_upload_makes_no_create_and_takes_no_slot(requester, code, state):
+    generation = edit_request(requester).generations.get()
+    before = timezone.now()
+    actions.submit_generation(
+        generation_id=generation.pk, client=answering(envelope(code, "upload refused"))
+    )
+    generation.refresh_from_db()
+    assert generation.state == state
+    assert generation.attempts == 0
+    assert not Event.objects.filter(generation=generation, to_state=G.SUBMITTING).exists()
+    if state == G.QUEUED:
+        assert generation.next_attempt_at > before
+        assert generation.failure_code == "500"
+
+
+def test_a_halt_code_on_upload_opens_the_circuit(requester):
+    generation = edit_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=answering(envelope(401, "key")))
+    generation.refresh_from_db()
+    assert generation.state == G.QUEUED
+    assert ProviderAccount.objects.get().circuit_code == "401"

@@ -23,7 +23,8 @@ from imagereview.actions.review import (
     undo_decision,
 )
 from imagereview.actions.storage import store_outputs
-from imagereview.actions.submission import backoff, submit_generation
+from imagereview.actions.submission import submit_generation
+from imagereview.limits import backoff
 
 __all__ = [
     "DecisionConflict",

@@ -17,10 +17,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from imagereview import limits
+from imagereview.actions.account import open_circuit
 from imagereview.actions.requests import dispatch_lease, settle_request
 from imagereview.jobs import enqueue_after_commit
+from imagereview.limits import backoff
 from imagereview.models import CallbackReceipt, Generation
-from imagereview.providers.errors import ProviderError
+from imagereview.providers.errors import Action, ProviderError
 from imagereview.providers.kie import (
     PENDING_STATES,
     KieClient,
@@ -198,26 +200,35 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
 
 
 def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderError) -> None:
+    """Act on a failed recordInfo by the codes table: halt, fail the task, or ask again later."""
     log.warning("recordInfo for %s (generation %s) failed: %s", task_id, generation_id, error)
+    if error.action == Action.HALT:
+        open_circuit(code=error.code, reason=error.message or error.meaning)
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.provider_task_id != task_id:
             return
-        if error.code == 404 and generation.state == G.SUBMITTED:
+        if error.action == Action.FAIL and generation.state == G.SUBMITTED:
+            message = (
+                "The provider does not know this task."
+                if error.code == 404
+                else f"The provider refused to report on this task: {error.message}"
+            )
             move(
                 generation,
                 G.FAILED,
                 source="cluster",
                 note=str(error),
-                failure_code="404",
-                failure_message="The provider does not know this task.",
+                failure_code=str(error.code),
+                failure_message=message[:2000],
             )
             settle_request(generation.request_id)
             return
-        generation.next_attempt_at = timezone.now() + timedelta(
-            seconds=max(5.0, error.retry_after or 0.0)
+        generation.query_failures += 1
+        generation.next_attempt_at = timezone.now() + backoff(
+            generation.query_failures + 1, retry_after=error.retry_after
         )
-        generation.save(update_fields=["next_attempt_at", "updated_at"])
+        generation.save(update_fields=["query_failures", "next_attempt_at", "updated_at"])
 
 
 def poll_delay(generation: Generation, now: datetime) -> timedelta:
@@ -239,13 +250,20 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
             return
         if generation.state not in (G.SUBMITTED, G.TIMED_OUT):
             return
+        generation.query_failures = 0
         if record.state in PENDING_STATES or not record.is_final:
             generation.provider_state = record.state[:16]
             generation.next_attempt_at = now + poll_delay(generation, now)
-            generation.save(update_fields=["provider_state", "next_attempt_at", "updated_at"])
+            generation.save(
+                update_fields=["provider_state", "query_failures", "next_attempt_at", "updated_at"]
+            )
             return
         credits = record.credits if record.credits is not None else _callback_credits(generation)
         if record.state == "success" and record.result_urls:
+            estimated = credits is None
+            if estimated:
+                price = settings.KIE_PRICES[generation.request.resolution]
+                credits = Decimal(price) * len(record.result_urls)
             move(
                 generation,
                 G.SUCCEEDED,
@@ -253,6 +271,8 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
                 provider_state=record.state,
                 result_urls=record.result_urls,
                 credits=credits,
+                credits_estimated=estimated,
+                query_failures=0,
                 completed_at=now,
                 next_attempt_at=now + dispatch_lease(),
             )
@@ -268,6 +288,7 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
             failure_code=record.fail_code or "501",
             failure_message=message[:2000],
             credits=credits if credits is not None else Decimal(0),
+            query_failures=0,
             completed_at=now,
         )
         settle_request(generation.request_id)

@@ -55,7 +55,8 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
             enqueue(job, generation_id)
         counts[job] = len(ids)
     counts["unclaimed_callbacks"] = _wake_unclaimed_callbacks(now)
-    counts["timed_out"] = _time_out_quiet_generations(now)
+    # A halted account may not even answer queries: no task is judged quiet meanwhile.
+    counts["timed_out"] = _time_out_quiet_generations(now) if submitting_open else 0
     counts["resubmitted"] = _release_unanswered_creates(now)
     if any(counts.values()):
         log.info("reconcile: %s", {job: n for job, n in counts.items() if n})

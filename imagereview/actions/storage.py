@@ -13,11 +13,12 @@ from django.utils import timezone
 from PIL import Image
 
 from imagereview import acceptance, media
+from imagereview.actions.account import open_circuit
 from imagereview.actions.requests import settle_request
-from imagereview.actions.submission import backoff
+from imagereview.limits import backoff
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.providers import downloads
-from imagereview.providers.errors import ProviderError
+from imagereview.providers.errors import Action, ProviderError
 from imagereview.providers.kie import KieClient
 from imagereview.transitions import lock, move
 
@@ -86,8 +87,13 @@ def _download(url: str, sink: IO[bytes], *, client: KieClient, policy: DownloadP
         try:
             fresh = client.fresh_download_url(url)
         except ProviderError as provider_error:
+            if provider_error.action == Action.HALT:
+                open_circuit(code=provider_error.code, reason=provider_error.message)
+            # Only the provider's "no" makes the link gone; a busy or halted provider is
+            # asked again on the next try.
+            gone = provider_error.action == Action.FAIL
             raise downloads.DownloadFailed(
-                f"{error}; no fresh link: {provider_error}", status=error.status
+                f"{error}; no fresh link: {provider_error}", status=error.status if gone else None
             ) from provider_error
         sink.seek(0)
         sink.truncate()

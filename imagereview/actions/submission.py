@@ -1,7 +1,6 @@
 """Submission: create the provider task for a queued generation, within limits and credits."""
 
 import logging
-import random
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from imagereview import limits
 from imagereview.actions.account import ensure_credits, open_circuit
 from imagereview.actions.completion import claim_task
 from imagereview.actions.requests import settle_request
+from imagereview.limits import backoff
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.providers.errors import Action, ProviderError
 from imagereview.providers.kie import KieClient
@@ -27,12 +27,6 @@ REFERENCE_TTL = timedelta(days=3)
 REFERENCE_MARGIN = timedelta(hours=2)
 
 
-def backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
-    ceiling = min(300.0, 2.0 * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0))
-
-
 def submit_generation(*, generation_id: int, client: KieClient) -> None:
     """Create the provider task for a queued generation and store its taskId at once."""
     generation = Generation.objects.select_related("request").filter(pk=generation_id).first()
@@ -42,6 +36,12 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
     waiting = ensure_credits(client=client, price=settings.KIE_PRICES[image_request.resolution])
     if waiting:
         _defer(generation_id, reason=waiting, delay=timedelta(seconds=5))
+        return
+    try:
+        # Before the slot is taken: the create must follow its slot at once.
+        image_urls = host_references(image_request, client=client)
+    except ProviderError as error:
+        _record_upload_failure(generation_id, error)
         return
     slot = limits.acquire(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
     if not slot.granted:
@@ -53,7 +53,6 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
             return
         move(generation, G.SUBMITTING, source="cluster", attempts=generation.attempts + 1)
     try:
-        image_urls = host_references(image_request, client=client)
         task_id = client.create_task(
             prompt=image_request.prompt,
             aspect_ratio=image_request.aspect_ratio,
@@ -107,6 +106,29 @@ def _defer(generation_id: int, *, reason: str, delay: timedelta) -> None:
     if reason:
         changes["failure_message"] = reason[:2000]
     Generation.objects.filter(pk=generation_id, state=G.QUEUED).update(**changes)
+
+
+def _record_upload_failure(generation_id: int, error: ProviderError) -> None:
+    """An upload makes no task: halt, fail on a refused file, or try again later."""
+    log.warning("reference upload for generation %s failed: %s", generation_id, error)
+    if error.action == Action.HALT:
+        open_circuit(code=error.code, reason=error.message or error.meaning)
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.state != G.QUEUED:
+            return
+        failure = {"failure_code": str(error.code), "failure_message": error.message[:2000]}
+        if error.action == Action.FAIL:
+            note = f"reference upload refused: {error}"
+            move(generation, G.FAILED, source="cluster", note=note, **failure)
+            settle_request(generation.request_id)
+            return
+        generation.next_attempt_at = timezone.now() + backoff(
+            generation.attempts + 1, retry_after=error.retry_after
+        )
+        for name, value in failure.items():
+            setattr(generation, name, value)
+        generation.save(update_fields=["next_attempt_at", *failure, "updated_at"])
 
 
 def _record_submission(generation_id: int, task_id: str) -> bool:

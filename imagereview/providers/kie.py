@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -136,8 +137,13 @@ class KieClient:
         self.model = model
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         headers = {"Authorization": f"Bearer {api_key}"}
+        # As the contract asks, on every API call (GETs included); never on the upload
+        # client, whose multipart bodies carry their own.
         self._api = httpx.Client(
-            base_url=api_base, headers=headers, timeout=timeout, transport=transport
+            base_url=api_base,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeout,
+            transport=transport,
         )
         self._upload = httpx.Client(
             base_url=upload_base, headers=headers, timeout=timeout, transport=transport
@@ -179,7 +185,10 @@ class KieClient:
         data = self._call(self._api, "POST", "/api/v1/jobs/createTask", json=body, creates=True)
         task_id = data.get("taskId") if isinstance(data, Mapping) else None
         if not task_id:
-            raise ProviderError(BAD_ENVELOPE, "createTask answered without a taskId")
+            # Accepted, by the envelope: a task may exist that we cannot name.
+            raise ProviderError(
+                BAD_ENVELOPE, "createTask answered without a taskId", ambiguous=True
+            )
         return str(task_id)
 
     def record_info(self, task_id: str) -> TaskRecord:
@@ -236,18 +245,26 @@ class KieClient:
             raise ProviderError(
                 TRANSPORT_ERROR, f"transport error: {error}", ambiguous=creates and sent
             ) from error
-        return _unwrap(response)
+        return _unwrap(response, creates=creates)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
+    """Retry-After in seconds, given as seconds or as an HTTP date."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    return max(0.0, moment.timestamp() - time.time())
 
 
-def _unwrap(response: httpx.Response) -> Any:
+def _unwrap(response: httpx.Response, *, creates: bool = False) -> Any:
     """Return the envelope's `data`, or raise what its `code` (or the HTTP status) means."""
     try:
         envelope = response.json()
@@ -256,7 +273,14 @@ def _unwrap(response: httpx.Response) -> Any:
     if not isinstance(envelope, Mapping) or not isinstance(envelope.get("code"), int):
         code = response.status_code if response.status_code != 200 else BAD_ENVELOPE
         text = response.text[:200].strip() or response.reason_phrase
-        raise ProviderError(code, f"no valid envelope: {text}", retry_after=_retry_after(response))
+        raise ProviderError(
+            code,
+            f"no valid envelope: {text}",
+            retry_after=_retry_after(response),
+            # Not the provider's own answer (a proxy's 502, a garbled 200): a create may
+            # have gone through. A 429 is a refusal, whoever sent it.
+            ambiguous=creates and code != 429,
+        )
     code = envelope["code"]
     if response.status_code != 200 and code == 200:
         code = response.status_code
