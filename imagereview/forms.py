@@ -136,6 +136,9 @@ class EditRequestForm(GenerationRequestForm):
         self.source_output = source_output
         super().__init__(*args, **kwargs)
         self.fields["aspect_ratio"].initial = AspectRatio.AUTO
+        if source_output:
+            references = self.fields["references"]
+            references.help_text = "JPEG, PNG or WebP, at most 30 MB each; they guide the edit."
 
     def clean_references(self) -> list[UploadedFile]:
         files = self.cleaned_data["references"]

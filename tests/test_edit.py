@@ -252,6 +252,8 @@ def test_edit_this_output_reuses_the_stored_file(requester, requester_client, ki
 
     form = requester_client.get(reverse("new_edit") + f"?from={output.pk}")
     assert form.status_code == 200 and "a lamp" in form.content.decode()
+    assert "the first one is edited" not in form.content.decode()
+    assert "they guide the edit." in form.content.decode()
     response = requester_client.post(
         reverse("new_edit"), EDIT | {"source": output.pk, "prompt": "the lamp, switched on"}
     )

@@ -1,6 +1,8 @@
-// Edit form: show the chosen reference images (the first is the one edited) before upload.
+// Edit form: show the chosen reference images before upload, saying which one is edited:
+// the first upload, unless an earlier output is being edited and the uploads only guide it.
 document.addEventListener("change", (event) => {
   if (!event.target.matches("input[name=references]")) return;
+  const editingOutput = event.target.form.querySelector("input[name=source]") !== null;
   const list = document.querySelector(".reference-previews");
   list.replaceChildren();
   [...event.target.files].forEach((file, index) => {
@@ -9,7 +11,8 @@ document.addEventListener("change", (event) => {
     image.src = URL.createObjectURL(file);
     image.alt = `reference ${index + 1}: ${file.name}`;
     const caption = document.createElement("span");
-    caption.textContent = `${index === 0 ? "edited · " : ""}${file.name} · ${(file.size / 1e6).toFixed(1)} MB`;
+    const role = index === 0 && !editingOutput ? "edited" : "guide";
+    caption.textContent = `${role} · ${file.name} · ${(file.size / 1e6).toFixed(1)} MB`;
     item.append(image, caption);
     list.append(item);
   });

@@ -4,9 +4,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from imagereview.models import ImageRequest
+from imagereview.models import Asset, ImageRequest
 from tests.e2e.conftest import log_in
-from tests.factories import picture
+from tests.factories import picture, request_in_review
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,9 +25,29 @@ def test_edit_form_previews_references_and_names_a_bad_file(
     previews = page.locator(".reference-previews li")
     expect(previews).to_have_count(2)
     expect(previews.first).to_contain_text("edited · harbour.png")
+    expect(previews.nth(1)).to_contain_text("guide · notes.png")
     page.get_by_role("button", name="Edit").click()
     expect(page.locator(".field-error")).to_contain_text("notes.png: the file is not a readable")
     assert not ImageRequest.objects.exists()
+
+
+def test_editing_an_output_labels_every_upload_as_a_guide(
+    live_server, new_page, requester, tmp_path
+):
+    output = request_in_review(requester, variants=1).assets.get(kind=Asset.Kind.OUTPUT)
+    harbour, snow = tmp_path / "harbour.png", tmp_path / "snow.png"
+    harbour.write_bytes(picture("a harbour", "4:3"))
+    snow.write_bytes(picture("snow", "4:3"))
+    page = new_page()
+    log_in(page, live_server.url, "alice", "alice-password")
+    page.goto(f"{live_server.url}/requests/new/edit/?from={output.pk}")
+    expect(page.locator(".source-output")).to_contain_text(f"Editing output {output.pk}")
+    page.set_input_files("input[name=references]", [str(harbour), str(snow)])
+    previews = page.locator(".reference-previews li")
+    expect(previews).to_have_count(2)
+    expect(previews.first).to_contain_text("guide · harbour.png")
+    expect(previews.nth(1)).to_contain_text("guide · snow.png")
+    expect(page.locator(".reference-previews")).not_to_contain_text("edited")
 
 
 def test_every_post_without_a_csrf_token_is_refused_in_the_browser(live_server, new_page, reviewer):
