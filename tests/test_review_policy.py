@@ -193,3 +193,62 @@ def test_page_queries_stay_constant_as_the_data_grows(requester, reviewer, revie
     actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="reject", reason="other")
     large = [count_queries(reviewer_client, u) for u in urls[:2]] + [count_queries(asker, urls[2])]
     assert large == small
+
+
+def test_undo_leaves_a_request_decided_by_its_other_decisions(requester, reviewer):
+    vic = make_user("vic", REVIEWERS)
+    item = request_in_review(requester, variants=2, real_images=False)
+    first, second = outputs_of(item)
+    rejected = actions.decide(output=second, reviewer=reviewer, verdict="reject", reason="other")
+    actions.decide(output=first, reviewer=vic, verdict="approve")
+    actions.undo_decision(decision_id=rejected.pk, reviewer=reviewer)
+    item.refresh_from_db()
+    assert item.status == R.APPROVED  # vic's approval still meets the quota
+
+
+def test_undoing_a_reject_can_complete_the_approvals(requester, reviewer):
+    vic, sam = make_user("vic", REVIEWERS), make_user("sam", REVIEWERS)
+    item = request_in_review(requester, variants=2, required_approvals=2, real_images=False)
+    first = outputs_of(item)[0]
+    actions.decide(output=first, reviewer=vic, verdict="approve")
+    rejected = actions.decide(output=first, reviewer=reviewer, verdict="reject", reason="other")
+    actions.decide(output=first, reviewer=sam, verdict="approve")
+    item.refresh_from_db()
+    assert item.status == R.IN_REVIEW
+    actions.undo_decision(decision_id=rejected.pk, reviewer=reviewer)
+    item.refresh_from_db()
+    assert item.status == R.APPROVED
+
+
+def test_undo_is_offered_on_the_next_item_after_advancing(requester, reviewer_client):
+    first, second = (request_in_review(requester, variants=1, real_images=False) for _ in "12")
+    response = reviewer_client.post(
+        reverse("decide", args=[outputs_of(first)[0].pk]),
+        {"verdict": "approve"},
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == reverse("review_detail", args=[second.pk])
+    decision = Decision.objects.get()
+    page = reviewer_client.get(response["HX-Redirect"]).content.decode()
+    assert reverse("undo_decision", args=[decision.pk]) in page
+    assert f"You approved variant 1 of #{first.pk}." in page
+
+    response = reviewer_client.post(
+        reverse("undo_decision", args=[decision.pk]),
+        {"page": second.pk},
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == reverse("review_detail", args=[first.pk])
+    assert ImageRequest.objects.get(pk=first.pk).status == R.IN_REVIEW
+
+
+def test_the_queue_offers_undo_of_the_last_decision(requester, reviewer, reviewer_client):
+    item = request_in_review(requester, variants=1, real_images=False)
+    decision = actions.decide(
+        output=outputs_of(item)[0], reviewer=reviewer, verdict="reject", reason="unsafe"
+    )
+    page = reviewer_client.get(reverse("review_queue")).content.decode()
+    assert f"You rejected variant 1 of #{item.pk}." in page
+    response = reviewer_client.post(reverse("undo_decision", args=[decision.pk]))
+    assert response["Location"] == reverse("review_detail", args=[item.pk])
+    assert ImageRequest.objects.get(pk=item.pk).status == R.IN_REVIEW

@@ -30,6 +30,7 @@ CHECK_REASONS = {
     "reference": Decision.Reason.PROMPT,
 }
 CLAIM_TTL = timedelta(minutes=5)
+RELEASED = {"claimed_by": None, "claimed_at": None}
 
 
 class DecisionRefused(Exception):
@@ -193,6 +194,7 @@ def request_changes(
             source="review",
             actor=reviewer,
             note=f"revision #{revision.pk}",
+            **RELEASED,
         )
     return revision
 
@@ -200,8 +202,23 @@ def request_changes(
 UNDO_WINDOW = timedelta(seconds=30)
 
 
+def undoable_decision(reviewer: AbstractBaseUser) -> Decision | None:
+    """The reviewer's latest approve or reject, on any request, while it can still be undone."""
+    return (
+        Decision.objects.filter(
+            reviewer=reviewer,
+            undone_at__isnull=True,
+            created_at__gte=timezone.now() - UNDO_WINDOW,
+        )
+        .exclude(verdict=V.CHANGES)
+        .select_related("output__generation")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
 def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
-    """Take back one's own approve or reject within a short window; reopen the request."""
+    """Take back one's own approve or reject within a short window; settle the request again."""
     with transaction.atomic():
         decision = Decision.objects.select_related("output").filter(pk=decision_id).first()
         if decision is None or decision.reviewer_id != reviewer.pk:
@@ -216,9 +233,20 @@ def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
             raise DecisionRefused("Too late to undo: decide again instead.")
         decision.undone_at = timezone.now()
         decision.save(update_fields=["undone_at"])
-        if image_request.status in (R.APPROVED, R.REJECTED):
-            move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
+        if image_request.status in (R.IN_REVIEW, R.APPROVED, R.REJECTED):
+            _resettle_after_undo(image_request, reviewer)
     return decision
+
+
+def _resettle_after_undo(image_request: ImageRequest, reviewer: AbstractBaseUser) -> None:
+    """Move the request to where the remaining decisions put it, through review if it must."""
+    standing = _standing(image_request)
+    if standing == image_request.status:
+        return
+    if image_request.status != R.IN_REVIEW:
+        move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
+    if standing != R.IN_REVIEW:
+        move(image_request, standing, source="review", actor=reviewer, note="undo")
 
 
 def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
@@ -259,7 +287,8 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
         _settle_review(image_request, None)
 
 
-def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | None) -> None:
+def _standing(image_request: ImageRequest) -> str:
+    """The status the decisions that count put the request in: decided, or still in review."""
     outputs = list(image_request.assets.filter(kind=Asset.Kind.OUTPUT).values_list("pk", flat=True))
     standings = tally(image_request)
     approved = sum(
@@ -270,8 +299,16 @@ def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | Non
         and len(standings[pk].approvals) >= image_request.required_approvals
     )
     rejected = sum(1 for pk in outputs if pk in standings and standings[pk].rejected)
-    source = "review" if reviewer else "acceptance rules"
     if approved >= image_request.approval_quota:
-        move(image_request, R.APPROVED, source=source, actor=reviewer)
-    elif len(outputs) - rejected < image_request.approval_quota:
-        move(image_request, R.REJECTED, source=source, actor=reviewer)
+        return R.APPROVED
+    if len(outputs) - rejected < image_request.approval_quota:
+        return R.REJECTED
+    return R.IN_REVIEW
+
+
+def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | None) -> None:
+    """Close the request once it is decided, releasing its claim. Call while it is in review."""
+    standing = _standing(image_request)
+    if standing != R.IN_REVIEW:
+        source = "review" if reviewer else "acceptance rules"
+        move(image_request, standing, source=source, actor=reviewer, **RELEASED)

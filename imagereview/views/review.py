@@ -104,6 +104,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "paged": bool(filters.get("after")),
         "counts": [(status, label, counts.get(status, 0)) for status, label in R.choices],
         "reasons": Decision.Reason.choices,
+        "undoable": actions.review.undoable_decision(request.user),
     }
     template = "review/queue.html#queue" if request.htmx else "review/queue.html"
     return render(request, template, context)
@@ -212,16 +213,7 @@ def _review_context(image_request: ImageRequest, reviewer) -> dict:
         "next_request": _next_in_queue(image_request),
         "previous_request": _next_in_queue(image_request, backwards=True),
         "own_request": image_request.requester_id == reviewer.pk,
-        "undoable": Decision.objects.filter(
-            reviewer=reviewer,
-            output__request=image_request,
-            undone_at__isnull=True,
-            created_at__gte=timezone.now() - actions.review.UNDO_WINDOW,
-        )
-        .exclude(verdict=Decision.Verdict.CHANGES)
-        .select_related("output__generation")
-        .order_by("-created_at")
-        .first(),
+        "undoable": actions.review.undoable_decision(reviewer),
     }
 
 
@@ -308,9 +300,17 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
 @reviewer_required
 @require_POST
 def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
+    """Undo from the page of the decided request, or from whatever page the reviewer is on."""
     decision = get_object_or_404(Decision.objects.select_related("output__request"), pk=decision_id)
+    image_request = decision.output.request
     try:
         actions.undo_decision(decision_id=decision.pk, reviewer=request.user)
+        outcome = {"undone": True}
     except actions.DecisionRefused as refused:
-        return _after_decision(request, decision.output.request, error=str(refused))
-    return _after_decision(request, decision.output.request, undone=True)
+        outcome = {"error": str(refused)}
+    elsewhere = request.POST.get("page") != str(image_request.pk)
+    if "error" in outcome and (elsewhere or not request.htmx):
+        messages.error(request, outcome["error"])
+    if request.htmx and elsewhere:
+        return HttpResponseClientRedirect(reverse("review_detail", args=[image_request.pk]))
+    return _after_decision(request, image_request, **outcome)

@@ -63,6 +63,25 @@ def test_a_reviewer_decides_a_queue_by_keyboard_alone(live_server, new_page, req
     assert set(Decision.objects.values_list("reviewer__username", flat=True)) == {"rita"}
 
 
+def test_undo_works_from_the_next_item_after_advancing(live_server, new_page, requester, reviewer):
+    first, second = (
+        request_in_review(requester, prompt=f"item {n}", variants=1, real_images=False)
+        for n in (1, 2)
+    )
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(review_url(live_server, first))
+    page.keyboard.press("a")
+    expect(page).to_have_url(review_url(live_server, second))
+    expect(page.locator(".toast")).to_contain_text(f"You approved variant 1 of #{first.pk}.")
+
+    page.keyboard.press("u")
+    expect(page).to_have_url(review_url(live_server, first))
+    expect(page.locator("#request-status")).to_have_text("In review")
+    assert Decision.objects.get().undone_at is not None
+    assert ImageRequest.objects.get(pk=first.pk).status == R.IN_REVIEW
+
+
 def test_before_after_slider_and_zoom_in_step_on_an_edit(
     live_server, new_page, requester, reviewer
 ):
