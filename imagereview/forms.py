@@ -8,6 +8,7 @@ from imagereview.models import (
     MAX_PROMPT_LENGTH,
     MAX_VARIANTS,
     AspectRatio,
+    Asset,
     Decision,
     OutputFormat,
     Resolution,
@@ -132,7 +133,7 @@ class EditRequestForm(GenerationRequestForm):
 
     field_order = ["prompt", "references"]
 
-    def __init__(self, *args: object, source_output: object = None, **kwargs: object) -> None:
+    def __init__(self, *args: object, source_output: Asset | None = None, **kwargs: object) -> None:
         self.source_output = source_output
         super().__init__(*args, **kwargs)
         self.fields["aspect_ratio"].initial = AspectRatio.AUTO
@@ -150,6 +151,8 @@ class EditRequestForm(GenerationRequestForm):
                 f"At most {media.MAX_REFERENCES} reference images (you gave {given})."
             )
         errors = []
+        if self.source_output and (problem := self._source_problem()):
+            errors.append(problem)
         for upload in files:
             try:
                 media.validate_reference(upload, name=upload.name)
@@ -158,6 +161,20 @@ class EditRequestForm(GenerationRequestForm):
         if errors:
             raise ValidationError(errors)
         return files
+
+    def _source_problem(self) -> str | None:
+        """Why the output being edited cannot go to the provider as a reference, if it cannot.
+
+        Outputs are stored under looser limits than references (up to 40 MB, 80 MP).
+        """
+        output = self.source_output
+        name = f"Output {output.pk} of request #{output.request_id}"
+        with output.file.open("rb") as stored:
+            try:
+                media.validate_reference(stored, name=name)
+            except media.BadImage as error:
+                return f"{error} Download it, make it smaller and upload that copy instead."
+        return None
 
     def request_fields(self) -> dict:
         data = super().request_fields()

@@ -1,10 +1,12 @@
 """The editing path: references validated, stored, hosted at the provider and checked."""
 
+import html
 import io
 import re
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -15,6 +17,7 @@ from imagereview import actions
 from imagereview.models import Asset, Decision, Generation, ImageRequest
 from imagereview.providers.sandbox import render
 from tests.conftest import wait_for
+from tests.factories import request_in_review
 
 G = Generation.State
 UPLOADS = "/api/file-stream-upload"
@@ -261,6 +264,45 @@ def test_edit_this_output_reuses_the_stored_file(requester, requester_client, ki
     edit = ImageRequest.objects.get(mode="edit")
     reference = edit.assets.get(kind="reference")
     assert reference.file.name == output.file.name and reference.sha256 == output.sha256
+
+
+def oversized_output(requester, content: bytes) -> Asset:
+    """An output stored from the provider, within the output limits but not a reference's."""
+    output = request_in_review(requester, variants=1, real_images=False).assets.get(kind="output")
+    output.file.save("output.png", ContentFile(content))
+    return output
+
+
+def huge_but_small_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("1", (8000, 5001)).save(out, "PNG")  # 40,008,000 pixels in a few kilobytes
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            image_bytes() + bytes(31 * 1024 * 1024),
+            "the file is 31.0 MB, over the limit of 30 MB.",
+        ),
+        (
+            huge_but_small_png(),
+            "the image is 8,000×5,001 pixels, over the limit of 40,000,000 pixels.",
+        ),
+    ],
+    ids=["too-big", "too-many-pixels"],
+)
+def test_edit_this_output_applies_the_reference_limits(
+    requester, requester_client, content, message
+):
+    output = oversized_output(requester, content)
+    response = requester_client.post(reverse("new_edit"), EDIT | {"source": output.pk})
+    assert response.status_code == 400
+    body = html.unescape(response.content.decode())
+    assert f"Output {output.pk} of request #{output.request_id}: {message}" in body
+    assert "make it smaller and upload that copy instead" in body
+    assert not ImageRequest.objects.filter(mode="edit").exists()
 
 
 def test_editing_someone_elses_output_is_refused(requester, kie, sandbox, db):
