@@ -147,6 +147,65 @@ def test_bulk_approve_and_reject(requester, reviewer_client):
     assert ImageRequest.objects.get(pk=third.pk).status == R.REJECTED
 
 
+def bulk(client, **data) -> list[tuple[str, str]]:
+    """Post a bulk decision; the messages it leaves, as (level, text)."""
+    response = client.post(reverse("bulk_decide"), data, follow=True)
+    return [(m.level_tag, m.message) for m in response.context["messages"]]
+
+
+def test_bulk_approve_stops_once_a_multi_variant_request_settles(requester, reviewer_client):
+    vic = make_user("vic", REVIEWERS)
+    once = request_in_review(requester, variants=3, real_images=False)
+    twice = request_in_review(requester, variants=2, required_approvals=2, real_images=False)
+    actions.decide(output=outputs_of(twice)[1], reviewer=vic, verdict="approve")
+    said = bulk(reviewer_client, verdict="approve", requests=[once.pk, twice.pk])
+    assert said == [
+        ("success", f"#{once.pk}: 1 output approved; the request is approved."),
+        ("success", f"#{twice.pk}: 2 outputs approved; the request is approved."),
+    ]
+    assert Decision.objects.filter(output__request=once).count() == 1
+
+
+def test_bulk_reject_rejects_the_undecided_outputs_with_the_reason(requester, reviewer_client):
+    item = request_in_review(requester, variants=4, approval_quota=2, real_images=False)
+    said = bulk(
+        reviewer_client, verdict="reject", reason="unsafe", comment="no", requests=[item.pk]
+    )
+    assert said == [("success", f"#{item.pk}: 3 outputs rejected; the request is rejected.")]
+    assert set(Decision.objects.values_list("verdict", "reason", "comment")) == {
+        ("reject", "unsafe", "no")
+    }
+
+
+def test_bulk_refuses_outputs_decided_by_someone_else_since_the_queue(
+    requester, reviewer, reviewer_client
+):
+    vic = make_user("vic", REVIEWERS)
+    item = request_in_review(requester, variants=3, approval_quota=2, real_images=False)
+    first, second, _ = outputs_of(item)
+    seen = reviewer_client.get(reverse("review_queue")).context["seen_decision_id"]
+    assert (
+        f'name="seen_decision_id" value="{seen}"'
+        in reviewer_client.get(reverse("review_queue")).content.decode()
+    )
+    actions.decide(output=first, reviewer=vic, verdict="reject", reason="artefacts")
+    said = bulk(
+        reviewer_client,
+        verdict="reject",
+        reason="other",
+        requests=[item.pk],
+        seen_decision_id=seen,
+    )
+    assert (
+        "error",
+        f"#{item.pk}: vic decided variant 1 (reject) after the queue was shown, "
+        "so you did not decide it. Open the request to review their decision.",
+    ) in said
+    assert list(Decision.objects.filter(reviewer=reviewer).values_list("output", flat=True)) == [
+        second.pk
+    ]  # two rejects leave one output, short of the quota of two
+
+
 def test_queue_filters_and_pages_by_keyset(requester, reviewer_client, db):
     other = make_user("olga")
     items = [request_in_review(requester, variants=1, real_images=False) for _ in range(30)]

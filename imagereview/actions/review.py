@@ -120,25 +120,102 @@ def decide(
         raise DecisionRefused("Request changes with the revision form.")
     with transaction.atomic():
         image_request = lock(ImageRequest, output.request_id)
-        check_may_decide(image_request, reviewer, verdict)
-        if seen_decision_id is not None:
-            newer = (
-                Decision.objects.filter(output=output, pk__gt=seen_decision_id)
-                .exclude(reviewer=reviewer)
-                .select_related("reviewer")
-                .first()
-            )
-            if newer:
-                by = newer.reviewer or "the acceptance rules"
-                raise DecisionConflict(
-                    f"{by} decided this output ({newer.get_verdict_display().lower()}) "
-                    "while you were looking at it. Review their decision, then decide again."
-                )
-        decision = Decision.objects.create(
-            output=output, reviewer=reviewer, verdict=verdict, reason=reason, comment=comment
+        decision = _record_decision(
+            image_request, output, reviewer, verdict, reason, comment, seen_decision_id
         )
-        _settle_review(image_request, reviewer)
     log.info("%s: %s on output %s", reviewer, verdict, output.pk)
+    return decision
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk decision did to one request."""
+
+    decided: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    status: str = ""
+
+
+def decide_undecided(
+    *,
+    image_request_id: int,
+    reviewer: AbstractBaseUser,
+    verdict: str,
+    reason: str = "",
+    comment: str = "",
+    seen_decision_id: int | None = None,
+) -> BulkOutcome:
+    """Give `verdict` to each output of a request the reviewer has not decided, until it settles.
+
+    Outputs already rejected, or already decided by this reviewer, are left alone; an output
+    someone else decided after `seen_decision_id` is a conflict, reported and not decided.
+    """
+    if verdict == V.REJECT and not reason:
+        raise DecisionRefused("A reject needs a reason.")
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        image_request = lock(ImageRequest, image_request_id)
+        if image_request is None:
+            raise DecisionRefused("This request does not exist.")
+        check_may_decide(image_request, reviewer, verdict)
+        standings = tally(image_request, viewer=reviewer)
+        outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT).select_related("generation")
+        for output in outputs.order_by("generation__variant", "generation_id", "index"):
+            if image_request.status != R.IN_REVIEW:
+                break
+            newer = _newer_decision(output, reviewer, seen_decision_id)
+            if newer:
+                outcome.conflicts.append(
+                    f"{newer.reviewer or 'the acceptance rules'} decided variant "
+                    f"{output.generation.variant} ({newer.get_verdict_display().lower()})"
+                )
+                continue
+            standing = standings.get(output.pk)
+            if standing and (standing.rejected or standing.decided_by_me):
+                continue
+            _record_decision(image_request, output, reviewer, verdict, reason, comment, None)
+            outcome.decided += 1
+        outcome.status = image_request.status
+    log.info("%s: %s on %s outputs of %s", reviewer, verdict, outcome.decided, image_request_id)
+    return outcome
+
+
+def _newer_decision(
+    output: Asset, reviewer: AbstractBaseUser, seen_decision_id: int | None
+) -> Decision | None:
+    """Someone else's decision on the output after the one the reviewer saw, if any."""
+    if seen_decision_id is None:
+        return None
+    return (
+        Decision.objects.filter(output=output, pk__gt=seen_decision_id)
+        .exclude(reviewer=reviewer)
+        .select_related("reviewer")
+        .first()
+    )
+
+
+def _record_decision(
+    image_request: ImageRequest,
+    output: Asset,
+    reviewer: AbstractBaseUser,
+    verdict: str,
+    reason: str,
+    comment: str,
+    seen_decision_id: int | None,
+) -> Decision:
+    """Call inside a transaction holding the request's row lock."""
+    check_may_decide(image_request, reviewer, verdict)
+    newer = _newer_decision(output, reviewer, seen_decision_id)
+    if newer:
+        raise DecisionConflict(
+            f"{newer.reviewer or 'the acceptance rules'} decided this output "
+            f"({newer.get_verdict_display().lower()}) while you were looking at it. "
+            "Review their decision, then decide again."
+        )
+    decision = Decision.objects.create(
+        output=output, reviewer=reviewer, verdict=verdict, reason=reason, comment=comment
+    )
+    _settle_review(image_request, reviewer)
     return decision
 
 

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -105,6 +106,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "counts": [(status, label, counts.get(status, 0)) for status, label in R.choices],
         "reasons": Decision.Reason.choices,
         "undoable": actions.review.undoable_decision(request.user),
+        "seen_decision_id": Decision.objects.order_by("-pk").values_list("pk", flat=True).first()
+        or 0,
     }
     template = "review/queue.html#queue" if request.htmx else "review/queue.html"
     return render(request, template, context)
@@ -119,26 +122,35 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
             for error in errors:
                 messages.error(request, error)
         return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
-    decided, refused = 0, []
-    for image_request in ImageRequest.objects.filter(pk__in=form.cleaned_data["requests"]):
-        outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT)
-        for output in outputs:
-            try:
-                actions.decide(
-                    output=output,
-                    reviewer=request.user,
-                    verdict=form.cleaned_data["verdict"],
-                    reason=form.cleaned_data["reason"],
-                    comment=form.cleaned_data["comment"],
-                )
-                decided += 1
-            except actions.DecisionRefused as error:
-                refused.append(f"#{image_request.pk}: {error}")
-                break
-    if decided:
-        messages.success(request, f"Recorded {decided} decisions.")
-    for message in refused:
-        messages.error(request, message)
+    data = form.cleaned_data
+    for pk in sorted(set(data["requests"])):
+        try:
+            outcome = actions.review.decide_undecided(
+                image_request_id=pk,
+                reviewer=request.user,
+                verdict=data["verdict"],
+                reason=data["reason"],
+                comment=data["comment"],
+                seen_decision_id=data["seen_decision_id"],
+            )
+        except actions.DecisionRefused as refused:
+            messages.error(request, f"#{pk}: {refused}")
+            continue
+        if outcome.decided:
+            done = "approved" if data["verdict"] == Decision.Verdict.APPROVE else "rejected"
+            messages.success(
+                request,
+                f"#{pk}: {outcome.decided} output{pluralize(outcome.decided)} {done}; "
+                f"the request is {R(outcome.status).label.lower()}.",
+            )
+        elif not outcome.conflicts:
+            messages.info(request, f"#{pk}: nothing was left for you to decide.")
+        if outcome.conflicts:
+            messages.error(
+                request,
+                f"#{pk}: {', '.join(outcome.conflicts)} after the queue was shown, so you did "
+                "not decide it. Open the request to review their decision.",
+            )
     return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
 
 
