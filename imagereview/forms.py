@@ -204,6 +204,8 @@ class BulkDecisionForm(DecisionForm):
     requests = forms.TypedMultipleChoiceField(
         coerce=int,
         error_messages={"required": "Select at least one item first."},
+        if data.get("verdict") == Decision.Verdict.APPROVE:
+            data["reason"] = ""  # a reason left selected explains nothing about an approval
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:

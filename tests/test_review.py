@@ -1,11 +1,15 @@
 """Reviewers' pages: the queue, the review page and decisions."""
 
+import re
+
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from imagereview.models import Asset, Decision, Generation, ImageRequest
+from imagereview.roles import REVIEWERS
 from tests.conftest import client_for, make_user
+from tests.factories import request_in_review
 
 R = ImageRequest.Status
 
@@ -162,3 +166,22 @@ def test_the_deciding_decision_opens_the_next_item(reviewer_client, awaiting, re
         reverse("decide", args=[output.pk]), {"verdict": "approve"}, headers={"HX-Request": "true"}
     )
     assert response["HX-Redirect"] == reverse("review_detail", args=[later.pk])
+
+
+@pytest.mark.parametrize("forbidden", [True, False])
+def test_the_approve_button_follows_the_self_approval_setting(settings, db, forbidden):
+    settings.REVIEW_FORBID_SELF_APPROVAL = forbidden
+    maker = make_user("sam", REVIEWERS)
+    own = request_in_review(maker, variants=1, real_images=False)
+    body = client_for(maker).get(reverse("review_detail", args=[own.pk])).content.decode()
+    approve = re.search(r'<button type="submit" name="verdict" value="approve"[^>]*>', body)[0]
+    assert ("disabled" in approve) == forbidden
+    assert ("someone else has to approve it" in body) == forbidden
+
+
+def test_an_approval_drops_a_reason_left_selected(reviewer_client, awaiting):
+    output = outputs_of(awaiting)[0]
+    reviewer_client.post(
+        reverse("decide", args=[output.pk]), {"verdict": "approve", "reason": "unsafe"}
+    )
+    assert Decision.objects.get().reason == ""

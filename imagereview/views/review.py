@@ -3,6 +3,7 @@
 import base64
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
@@ -225,6 +226,8 @@ def _review_context(image_request: ImageRequest, reviewer) -> dict:
         "next_request": _next_in_queue(image_request),
         "previous_request": _next_in_queue(image_request, backwards=True),
         "own_request": image_request.requester_id == reviewer.pk,
+        "may_not_approve": image_request.requester_id == reviewer.pk
+        and settings.REVIEW_FORBID_SELF_APPROVAL,
         "undoable": actions.review.undoable_decision(reviewer),
     }
 
