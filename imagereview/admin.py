@@ -63,6 +63,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "provider_task_id",
         "attempts",
         "credits",
+        "credits_estimated",
         "failure_code",
         "submitted_at",
         "completed_at",
@@ -123,32 +124,37 @@ class AssetAdmin(admin.ModelAdmin):
         return format_html('<img src="/assets/{}/thumb/" height="48" alt="">', obj.pk)
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record of what happened: shown, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
+class DecisionAdmin(RecordAdmin):
     list_display = ("id", "output_id", "verdict", "reason", "reviewer", "created_at")
     list_filter = ("verdict", "reason", "created_at")
     search_fields = ("comment", "reviewer__username", "output__request__prompt")
     raw_id_fields = ("output", "reviewer", "revision")
 
-    def has_change_permission(self, request: HttpRequest, obj: Decision | None = None) -> bool:
-        return False  # append-only
-
 
 @admin.register(CallbackReceipt)
-class CallbackReceiptAdmin(admin.ModelAdmin):
+class CallbackReceiptAdmin(RecordAdmin):
     list_display = ("id", "received_at", "task_id", "generation_id", "code", "outcome", "verified")
     list_filter = ("outcome", "verified", "received_at")
     search_fields = ("task_id", "body")
     raw_id_fields = ("generation",)
 
-    def has_change_permission(
-        self, request: HttpRequest, obj: CallbackReceipt | None = None
-    ) -> bool:
-        return False
-
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(RecordAdmin):
     list_display = (
         "id",
         "created_at",
@@ -163,9 +169,6 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ("subject", "to_state", "source", "created_at")
     search_fields = ("note", "=request__id", "generation__provider_task_id")
     raw_id_fields = ("request", "generation", "actor")
-
-    def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
-        return False
 
 
 @admin.register(ProviderAccount)

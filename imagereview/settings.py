@@ -180,6 +180,9 @@ SANDBOX_HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
 SANDBOX_PORT = envint("SANDBOX_PORT", "8765")
 KIE_API_KEY = os.environ.get("KIE_API_KEY", "")
 USE_SANDBOX = not KIE_API_KEY
+if PRODUCTION and USE_SANDBOX:
+    # The sandbox is a stand-in that also lets results come from loopback addresses.
+    raise ImproperlyConfigured("DJANGO_ENV=production needs KIE_API_KEY: the sandbox is not Kie.")
 if USE_SANDBOX:
     KIE_API_KEY = "sandbox-key"
     _sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"

@@ -67,7 +67,10 @@ def test_wrong_token_is_refused_and_changes_nothing(
     before = snapshot(generation)
     with django_capture_on_commit_callbacks(execute=True):
         response = post(client, generation, token="not-the-token")
-    assert response.status_code == 403
+    # Answered as an unknown generation is, so that ids cannot be probed.
+    unknown = reverse("provider_callback", args=[generation.pk + 1000, "not-the-token"])
+    assert response.status_code == 404
+    assert response.content == client.post(unknown, "{}", content_type="application/json").content
     assert snapshot(generation) == before
     assert enqueued == []
     receipt = CallbackReceipt.objects.get()

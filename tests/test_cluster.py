@@ -5,7 +5,6 @@ import pytest
 
 from imagereview import actions
 from imagereview.models import Asset, CallbackReceipt, Generation, ImageRequest
-from imagereview.providers.kie import client_from_settings
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
@@ -51,20 +50,41 @@ def test_request_reaches_review_through_callbacks(start_cluster, requester, sand
     )
 
 
-def test_request_completes_by_polling_when_no_callback_comes(start_cluster, requester, sandbox):
-    cluster = start_cluster(KIE_CALLBACKS="false", RECONCILE_FIRST_POLL="0")
+def test_request_completes_by_polling_when_no_callback_comes(
+    start_cluster, start_process, requester, sandbox
+):
+    polling = {"KIE_CALLBACKS": "false"}
+    cluster = start_cluster(**polling)
+    dispatcher = start_process("dispatch", **polling)
     image_request = new_request(requester, variants=1)
 
-    def reconciled() -> bool:
-        with client_from_settings() as client:
-            actions.reconcile(client=client)
-        return status_of(image_request) == R.IN_REVIEW
-
     wait_for(
-        reconciled,
+        lambda: status_of(image_request) == R.IN_REVIEW,
         timeout=60,
         interval=0.5,
-        message=f"the reconciler to finish the request; cluster log:\n{cluster.log()}",
+        message=f"the dispatcher to finish the request; logs:\n{cluster.log()}{dispatcher.log()}",
     )
     assert not CallbackReceipt.objects.exists()
-    assert image_request.generations.get().outputs.count() == 1
+    generation = image_request.generations.get()
+    assert generation.outputs.count() == 1
+    assert generation.queries >= 1
+
+
+@pytest.mark.parametrize(("app_key", "accepted"), [("shared-key", True), ("other-key", False)])
+def test_signed_callbacks_are_verified_with_the_shared_hmac_key(
+    start_cluster, requester, sandbox, settings, app_key, accepted
+):
+    sandbox.configure(webhook_hmac_key="shared-key")
+    settings.KIE_WEBHOOK_HMAC_KEY = app_key
+    start_cluster(RECONCILE_FIRST_POLL="600")
+    image_request = new_request(requester, variants=1)
+
+    wait_for(lambda: CallbackReceipt.objects.exists(), timeout=60, message="the callback")
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.headers["X-Webhook-Signature"]
+    assert receipt.verified is accepted
+    if accepted:
+        wait_for(lambda: status_of(image_request) == R.IN_REVIEW, timeout=60)
+    else:
+        assert receipt.outcome == CallbackReceipt.Outcome.BAD_SIGNATURE
+        assert image_request.generations.get().state == Generation.State.SUBMITTED

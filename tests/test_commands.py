@@ -12,6 +12,7 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from imagereview.roles import is_reviewer
 from tests.conftest import wait_for
@@ -28,6 +29,13 @@ def test_seed_demo_creates_the_three_accounts_and_says_how_to_log_in(db, capsys)
     assert set(users) == {"requester", "reviewer", "admin"}
     assert users["admin"].is_superuser and users["admin"].check_password("admin-demo")
     assert is_reviewer(users["reviewer"]) and not is_reviewer(users["requester"])
+
+
+def test_seed_demo_refuses_the_production_profile(db, settings):
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="not for production"):
+        call_command("seed_demo")
+    assert not User.objects.exists()
 
 
 def free_port() -> int:

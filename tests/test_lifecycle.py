@@ -8,6 +8,7 @@ import httpx
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django_q.models import Schedule
 from PIL import Image
 
 from imagereview import actions
@@ -255,6 +256,11 @@ def test_a_callback_naming_someone_elses_task_is_not_claimed(requester, client, 
     assert mine.state == G.SUBMITTING and mine.provider_task_id is None
     assert not Generation.objects.filter(provider_task_id=foreign).exists()
 
+    # Once found foreign, the task is not asked about again.
+    queries = sandbox.stats["calls"]["/api/v1/jobs/recordInfo"]
+    actions.refresh_generation(generation_id=mine.pk, client=kie)
+    assert sandbox.stats["calls"]["/api/v1/jobs/recordInfo"] == queries
+
 
 def test_duplicate_and_out_of_order_callbacks_end_in_one_state(requester, client, kie, sandbox):
     generation = new_request(requester).generations.get()
@@ -463,3 +469,13 @@ def test_a_halt_code_on_upload_opens_the_circuit(requester):
     generation.refresh_from_db()
     assert generation.state == G.QUEUED
     assert ProviderAccount.objects.get().circuit_code == "401"
+
+
+def test_the_cluster_runs_the_reconciler_every_minute_as_a_safety_net(db):
+    schedule = Schedule.objects.get(name="reconcile generations")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
+        "imagereview.tasks.reconcile",
+        Schedule.MINUTES,
+        1,
+        -1,
+    )

@@ -15,7 +15,8 @@ def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     environment = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DEBUG", "SECRET_KEY", "DJANGO_ENV", "DATABASE_URL", "REDIS_URL")
+        if key
+        not in ("DEBUG", "SECRET_KEY", "DJANGO_ENV", "DATABASE_URL", "REDIS_URL", "KIE_API_KEY")
     }
     environment |= {"VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "imagereview.settings"}
     code = (
@@ -65,9 +66,10 @@ def test_environment_switches_to_the_real_parts(tmp_path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"DEBUG": "true", "SECRET_KEY": GOOD_KEY}, "DEBUG on"),
-        ({}, "SECRET_KEY"),
-        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"DEBUG": "true", "SECRET_KEY": GOOD_KEY, "KIE_API_KEY": "k"}, "DEBUG on"),
+        ({"KIE_API_KEY": "k"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short", "KIE_API_KEY": "k"}, "SECRET_KEY"),
+        ({"SECRET_KEY": GOOD_KEY}, "KIE_API_KEY"),
     ],
 )
 def test_production_profile_refuses_insecure_settings(tmp_path, env, message):
@@ -77,7 +79,9 @@ def test_production_profile_refuses_insecure_settings(tmp_path, env, message):
 
 
 def test_production_profile_starts_with_secure_settings(tmp_path):
-    result = load_settings(tmp_path, DJANGO_ENV="production", SECRET_KEY=GOOD_KEY)
+    result = load_settings(
+        tmp_path, DJANGO_ENV="production", SECRET_KEY=GOOD_KEY, KIE_API_KEY="real-key"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "False"
 

@@ -80,7 +80,8 @@ def record_callback(
             outcome=outcome,
             verified=outcome == Outcome.ACCEPTED,
             headers=headers,
-            body=text[:100_000],
+            # Anyone may post here: keep what a refused sender wrote, but not much of it.
+            body=text[: 100_000 if outcome == Outcome.ACCEPTED else 4_000],
             remote_addr=remote_addr,
         )
         if receipt.verified:
@@ -110,7 +111,7 @@ def refresh_generation(*, generation_id: int, client: KieClient) -> None:
 def _unclaimed_tasks(generation: Generation) -> list[str]:
     """Task ids that authentic callbacks named and no generation holds yet."""
     named = set(
-        generation.receipts.filter(verified=True)
+        generation.receipts.filter(outcome=CallbackReceipt.Outcome.ACCEPTED)
         .exclude(task_id="")
         .values_list("task_id", flat=True)
     )

@@ -86,6 +86,7 @@ def create_request(
                 generation = Generation.objects.create(
                     request=image_request, variant=variant, next_attempt_at=now + dispatch_lease()
                 )
+                record_creation(generation, source="intake", actor=requester)
                 enqueue_after_commit("submit_generation", generation.pk)
     except BaseException:
         for name in stored_files:

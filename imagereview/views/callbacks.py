@@ -9,10 +9,13 @@ from imagereview.models import CallbackReceipt
 
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Webhook-Timestamp", "X-Webhook-Signature")
 REFUSED_STATUS = {
-    CallbackReceipt.Outcome.BAD_TOKEN: 403,
     CallbackReceipt.Outcome.BAD_SIGNATURE: 403,
     CallbackReceipt.Outcome.MALFORMED: 400,
 }
+
+
+def _unknown() -> JsonResponse:
+    return JsonResponse({"code": 404, "msg": "unknown callback"}, status=404)
 
 
 @csrf_exempt
@@ -25,8 +28,9 @@ def provider_callback(request: HttpRequest, generation_id: int, token: str) -> J
         body=request.body,
         remote_addr=request.META.get("REMOTE_ADDR"),
     )
-    if receipt is None:
-        return JsonResponse({"code": 404, "msg": "unknown callback"}, status=404)
+    # A wrong token answers as an unknown generation does: ids are not to be probed.
+    if receipt is None or receipt.outcome == CallbackReceipt.Outcome.BAD_TOKEN:
+        return _unknown()
     if not receipt.verified:
         status = REFUSED_STATUS[receipt.outcome]
         return JsonResponse({"code": status, "msg": receipt.get_outcome_display()}, status=status)

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from imagereview.roles import REQUESTERS, REVIEWERS
 
@@ -19,6 +19,8 @@ class Command(BaseCommand):
     help = "Create the demo accounts (safe to run again) and print how to log in."
 
     def handle(self, *args: object, **options: object) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("Demo accounts with known passwords are not for production.")
         User = get_user_model()
         for username, password, groups, superuser in DEMO_ACCOUNTS:
             user, created = User.objects.get_or_create(username=username)
