@@ -12,7 +12,7 @@ from imagereview import actions
 from imagereview.models import Asset, Decision, ImageRequest
 from imagereview.roles import REVIEWERS
 from tests.conftest import client_for, make_user
-from tests.factories import request_in_review
+from tests.factories import request_in_review, small_picture, stored_asset
 
 R = ImageRequest.Status
 
@@ -227,9 +227,10 @@ def test_queue_filters_and_pages_by_keyset(requester, reviewer_client, db):
     assert reviewer_client.get(url, {"after": "garbage"}).status_code == 200
 
 
-def count_queries(client, url) -> int:
+def count_queries(client, url, *, htmx: bool = False) -> int:
+    headers = {"HX-Request": "true"} if htmx else {}
     with CaptureQueriesContext(connection) as captured:
-        assert client.get(url).status_code == 200
+        assert client.get(url, headers=headers).status_code == 200
     return len(captured)
 
 
@@ -237,21 +238,37 @@ def test_page_queries_stay_constant_as_the_data_grows(requester, reviewer, revie
     item = request_in_review(requester, variants=2, real_images=False)
     for _ in range(3):
         request_in_review(requester, variants=2, real_images=False)
-    urls = [
-        reverse("review_queue"),
-        reverse("review_detail", args=[item.pk]),
-        reverse("my_requests"),
-    ]
     asker = client_for(requester)
-    small = [count_queries(reviewer_client, u) for u in urls[:2]] + [count_queries(asker, urls[2])]
+    pages = [
+        (reviewer_client, reverse("review_queue"), False),
+        (reviewer_client, reverse("review_queue"), True),
+        (reviewer_client, reverse("review_detail", args=[item.pk]), False),
+        (reviewer_client, reverse("review_detail", args=[item.pk]), True),
+        (asker, reverse("my_requests"), False),
+        (asker, reverse("request_detail", args=[item.pk]), False),
+    ]
+    small = [count_queries(client, url, htmx=htmx) for client, url, htmx in pages]
     for _ in range(12):
         extra = request_in_review(requester, variants=4, real_images=False)
         actions.decide(
             output=outputs_of(extra)[0], reviewer=reviewer, verdict="reject", reason="other"
         )
     actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="reject", reason="other")
-    large = [count_queries(reviewer_client, u) for u in urls[:2]] + [count_queries(asker, urls[2])]
+    # Three versions before the item and three after it, and references on the item.
+    first = request_in_review(requester, variants=1, real_images=False)
+    older = [first]
+    for _ in range(2):
+        older.append(request_in_review(requester, variants=1, parent=older[-1], real_images=False))
+    ImageRequest.objects.filter(pk=item.pk).update(parent=older[-1])
+    newer = [item]
+    for _ in range(3):
+        newer.append(request_in_review(requester, variants=1, parent=newer[-1], real_images=False))
+    for index in range(3):
+        stored_asset(item, small_picture(), kind=Asset.Kind.REFERENCE, index=index)
+    large = [count_queries(client, url, htmx=htmx) for client, url, htmx in pages]
     assert large == small
+    chain = reviewer_client.get(reverse("review_detail", args=[item.pk])).context["versions"]
+    assert [v["request"].pk for v in chain] == [r.pk for r in older] + [r.pk for r in newer]
 
 
 def test_undo_leaves_a_request_decided_by_its_other_decisions(requester, reviewer):

@@ -155,15 +155,36 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
 
 
+# The whole family of a request, in one query: up the parents to the first version, then
+# down every revision from there.
+FAMILY_SQL = """
+WITH RECURSIVE ancestors(id, parent_id) AS (
+    SELECT id, parent_id FROM {table} WHERE id = %s
+    UNION ALL
+    SELECT r.id, r.parent_id FROM {table} r JOIN ancestors a ON r.id = a.parent_id
+), family(id) AS (
+    SELECT id FROM ancestors WHERE parent_id IS NULL
+    UNION ALL
+    SELECT r.id FROM {table} r JOIN family f ON r.parent_id = f.id
+)
+SELECT * FROM {table} WHERE id IN (SELECT id FROM family)
+"""
+
+
 def _revision_chain(image_request: ImageRequest) -> list[dict]:
     """Every version of the request, oldest first, with each prompt's changes."""
+    sql = FAMILY_SQL.format(table=ImageRequest._meta.db_table)
+    family = {version.pk: version for version in ImageRequest.objects.raw(sql, [image_request.pk])}
+    family[image_request.pk] = image_request
+    first_revision: dict[int, ImageRequest] = {}
+    for version in sorted(family.values(), key=lambda version: (version.created_at, version.pk)):
+        if version.parent_id:
+            first_revision.setdefault(version.parent_id, version)
     chain = [image_request]
-    while chain[0].parent_id:
-        chain.insert(0, ImageRequest.objects.get(pk=chain[0].parent_id))
-    child = image_request.revisions.order_by("created_at").first()
-    while child:
-        chain.append(child)
-        child = child.revisions.order_by("created_at").first()
+    while chain[0].parent_id in family:
+        chain.insert(0, family[chain[0].parent_id])
+    while chain[-1].pk in first_revision:
+        chain.append(first_revision[chain[-1].pk])
     versions = []
     for previous, version in zip([None, *chain], chain, strict=False):
         versions.append(
@@ -241,7 +262,8 @@ def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     context = _review_context(image_request, request.user)
     if image_request.status == R.IN_REVIEW:
         context["claimed_by"] = actions.claim(image_request, request.user)
-    return render(request, "review/detail.html", context)
+    template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
+    return render(request, template, context)
 
 
 def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:
