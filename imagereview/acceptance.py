@@ -59,9 +59,9 @@ def check_output(
     reference_image: Image.Image | None = None,
     reference_size: tuple[int, int] | None = None,
 ) -> list[Check]:
-    """Check an output against its request, in the order format, ratio, bucket, reference.
+    """Check an output against its request: format, ratio, bucket, reference, resemblance.
 
-    Pass images upright (EXIF orientation applied). The reference check runs only for edits
+    Pass images upright (EXIF orientation applied). The reference checks run only for edits
     with both images; `reference_size` defaults to the reference image's size.
     """
     if reference_size is None and reference_image is not None:
@@ -72,7 +72,7 @@ def check_output(
         _check_resolution(resolution, output),
     ]
     if mode == "edit" and output_image is not None and reference_image is not None:
-        checks.append(_check_reference(output_image, reference_image))
+        checks += _check_reference(output_image, reference_image)
     return checks
 
 
@@ -138,27 +138,32 @@ def _in_bucket(pixels: int, resolution: str) -> bool:
     return low <= pixels / BUCKET_PIXELS[resolution] <= high
 
 
-def _check_reference(output_image: Image.Image, reference_image: Image.Image) -> Check:
+def _check_reference(output_image: Image.Image, reference_image: Image.Image) -> list[Check]:
+    """Check that an edit changed its reference ("reference") and still shows it ("resemblance").
+
+    A copy is clear cut (COPY_MAX_DIFFERENCE has a wide margin); resemblance is a judgement
+    whose scores overlap between edits and unrelated pictures (RELATED_MIN_SIMILARITY).
+    """
     difference, score = compare(output_image, reference_image)
-    if difference < COPY_MAX_DIFFERENCE:
-        return Check(
+    changed = difference >= COPY_MAX_DIFFERENCE
+    related = score >= RELATED_MIN_SIMILARITY
+    return [
+        Check(
             "reference",
-            False,
-            f"output is the reference unchanged (mean difference {difference:.1f} of 255)",
-        )
-    if score < RELATED_MIN_SIMILARITY:
-        return Check(
-            "reference",
-            False,
-            f"output does not resemble the reference (similarity {score:.2f}, "
+            changed,
+            f"output changes the reference (mean difference {difference:.0f} of 255)"
+            if changed
+            else f"output is the reference unchanged (mean difference {difference:.1f} of 255)",
+        ),
+        Check(
+            "resemblance",
+            related,
+            f"output resembles the reference (similarity {score:.2f})"
+            if related
+            else f"output does not resemble the reference (similarity {score:.2f}, "
             f"{RELATED_MIN_SIMILARITY} needed)",
-        )
-    return Check(
-        "reference",
-        True,
-        f"output resembles the reference and changes it "
-        f"(similarity {score:.2f}, mean difference {difference:.0f} of 255)",
-    )
+        ),
+    ]
 
 
 def compare(output_image: Image.Image, reference_image: Image.Image) -> tuple[float, float]:

@@ -54,9 +54,9 @@ def sandbox_edit(reference: bytes) -> Image.Image:
     return _open(render("make it winter", aspect_ratio="auto", reference=reference))
 
 
-def _check_edit(output: Image.Image, reference: Image.Image) -> Check:
+def _check_edit(output: Image.Image, reference: Image.Image, name: str = "reference") -> Check:
     return _check(
-        "reference",
+        name,
         mode="edit",
         aspect_ratio="auto",
         output=OutputFacts(output.format or "PNG", *output.size),
@@ -191,7 +191,8 @@ def test_reference_is_checked_only_for_edits_with_both_images(sandbox_edit: Imag
     assert len(check_output(mode="generate", **base, **images)) == 3
     assert len(check_output(mode="edit", **base, output_image=sandbox_edit)) == 3
     checks = check_output(mode="edit", **base, **images)
-    assert [check.name for check in checks] == ["format", "aspect_ratio", "resolution", "reference"]
+    names = [check.name for check in checks]
+    assert names == ["format", "aspect_ratio", "resolution", "reference", "resemblance"]
 
 
 def test_sandbox_edit_resembles_the_reference(reference: bytes, sandbox_edit: Image.Image) -> None:
@@ -199,34 +200,41 @@ def test_sandbox_edit_resembles_the_reference(reference: bytes, sandbox_edit: Im
     assert similarity > RELATED_MIN_SIMILARITY + 0.2
     assert difference > COPY_MAX_DIFFERENCE * 10
 
-    check = _check_edit(sandbox_edit, _open(reference))
-    assert check.passed
-    assert check.detail.startswith("output resembles the reference and changes it")
+    changed = _check_edit(sandbox_edit, _open(reference))
+    assert changed.passed
+    assert changed.detail.startswith("output changes the reference (mean difference")
+    resemblance = _check_edit(sandbox_edit, _open(reference), "resemblance")
+    assert resemblance.passed
+    assert resemblance.detail.startswith("output resembles the reference (similarity")
 
 
 def test_sandbox_edit_at_another_ratio_resembles_the_reference(reference: bytes) -> None:
     wide = _open(render("make it winter", aspect_ratio="16:9", reference=reference))
     assert _check_edit(wide, _open(reference)).passed
+    assert _check_edit(wide, _open(reference), "resemblance").passed
 
 
-def test_identical_copy_fails(reference: bytes) -> None:
+def test_identical_copy_fails_the_reference_check_only(reference: bytes) -> None:
     check = _check_edit(_open(reference), _open(reference))
     assert not check.passed
     assert check.detail.startswith("output is the reference unchanged")
+    assert _check_edit(_open(reference), _open(reference), "resemblance").passed
 
 
 def test_reencoded_copy_fails(reference: bytes) -> None:
     buffer = io.BytesIO()
     _open(reference).convert("RGB").save(buffer, "JPEG", quality=60)
     assert not _check_edit(_open(buffer.getvalue()), _open(reference)).passed
+    assert _check_edit(_open(buffer.getvalue()), _open(reference), "resemblance").passed
 
 
-def test_unrelated_render_fails(reference: bytes) -> None:
+def test_unrelated_render_fails_the_resemblance_check_only(reference: bytes) -> None:
     unrelated = _open(render("a bowl of ramen on a table", aspect_ratio="4:3"))
     _, similarity = compare(unrelated, _open(reference))
     assert similarity < RELATED_MIN_SIMILARITY - 0.1
 
-    check = _check_edit(unrelated, _open(reference))
+    assert _check_edit(unrelated, _open(reference)).passed
+    check = _check_edit(unrelated, _open(reference), "resemblance")
     assert not check.passed
     assert check.detail.startswith("output does not resemble the reference")
 

@@ -181,6 +181,7 @@ def test_edit_goes_through_the_provider_and_passes_its_checks(requester, kie, sa
         "aspect_ratio": True,
         "resolution": True,
         "reference": True,
+        "resemblance": True,
     }
     assert not output.flagged
     assert sandbox.stats["calls"][UPLOADS] == 1
@@ -239,6 +240,69 @@ def test_an_output_that_fails_its_checks_is_flagged_and_may_be_rejected_by_rule(
     assert decision.reason == "size" and "Rejected automatically" in decision.comment
     image_request.refresh_from_db()
     assert image_request.status == ImageRequest.Status.REJECTED
+
+
+def store_result(generation: Generation, content: bytes, kie) -> Asset:
+    """Store `content` as what the provider answered for `generation`."""
+    hosted = kie.upload_file(
+        content=content, file_name="result.png", content_type="image/png", upload_path="results"
+    )
+    Generation.objects.filter(pk=generation.pk).update(
+        state=G.SUCCEEDED, provider_task_id=f"t-{generation.pk}", result_urls=[hosted.download_url]
+    )
+    actions.store_outputs(generation_id=generation.pk, client=kie)
+    return generation.outputs.get()
+
+
+def test_edits_and_generations_auto_reject_by_different_rules(requester_client):
+    reference = upload("ref.png", image_bytes())
+    requester_client.post(
+        reverse("new_request"), EDIT | {"aspect_ratio": "1:1", "auto_reject": "on"}
+    )
+    requester_client.post(
+        reverse("new_edit"), EDIT | {"references": [reference], "auto_reject": "on"}
+    )
+    rules = dict(ImageRequest.objects.values_list("mode", "acceptance_rules"))
+    assert rules == {
+        "generate": {"auto_reject": ["format", "aspect_ratio", "resolution"]},
+        "edit": {"auto_reject": ["format", "aspect_ratio", "resolution", "reference"]},
+    }
+
+
+def edit_with_auto_reject(requester_client, reference: bytes) -> ImageRequest:
+    requester_client.post(
+        reverse("new_edit"),
+        EDIT | {"references": [upload("ref.png", reference)], "auto_reject": "on"},
+    )
+    return ImageRequest.objects.latest("pk")
+
+
+def test_an_edit_that_returns_its_reference_unchanged_is_rejected_by_rule(
+    requester_client, kie, sandbox
+):
+    reference = render.render("a harbour at noon", aspect_ratio="4:3")
+    image_request = edit_with_auto_reject(requester_client, reference)
+    output = store_result(image_request.generations.get(), reference, kie)
+    assert [c["name"] for c in output.checks if not c["passed"]] == ["reference"]
+    decision = Decision.objects.get(output=output)
+    assert decision.reviewer is None and decision.verdict == "reject"
+    assert decision.reason == "prompt" and "the reference unchanged" in decision.comment
+    image_request.refresh_from_db()
+    assert image_request.status == ImageRequest.Status.REJECTED
+
+
+def test_an_edit_unlike_its_reference_is_flagged_for_a_reviewer_not_rejected(
+    requester_client, kie, sandbox
+):
+    reference = render.render("a harbour at noon", aspect_ratio="4:3")
+    image_request = edit_with_auto_reject(requester_client, reference)
+    unrelated = render.render("a bowl of ramen on a table", aspect_ratio="4:3")
+    output = store_result(image_request.generations.get(), unrelated, kie)
+    assert output.flagged
+    assert [c["name"] for c in output.checks if not c["passed"]] == ["resemblance"]
+    assert not Decision.objects.exists()
+    image_request.refresh_from_db()
+    assert image_request.status == ImageRequest.Status.IN_REVIEW
 
 
 def test_edit_this_output_reuses_the_stored_file(requester, requester_client, kie, sandbox):
