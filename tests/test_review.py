@@ -160,7 +160,7 @@ def test_asset_files_are_served_to_owner_and_reviewers_only(awaiting, requester,
 
 
 def test_the_deciding_decision_opens_the_next_item(reviewer_client, awaiting, requester):
-    later = ImageRequest.objects.create(requester=requester, prompt="next", status=R.IN_REVIEW)
+    later = request_in_review(requester, prompt="next", real_images=False)
     output = outputs_of(awaiting)[0]
     response = reviewer_client.post(
         reverse("decide", args=[output.pk]), {"verdict": "approve"}, headers={"HX-Request": "true"}

@@ -328,3 +328,55 @@ def test_the_queue_offers_undo_of_the_last_decision(requester, reviewer, reviewe
     response = reviewer_client.post(reverse("undo_decision", args=[decision.pk]))
     assert response["Location"] == reverse("review_detail", args=[item.pk])
     assert ImageRequest.objects.get(pk=item.pk).status == R.IN_REVIEW
+
+
+def test_next_and_previous_follow_the_filtered_and_sorted_queue(requester, reviewer_client):
+    a, b, c, d = (
+        request_in_review(requester, variants=1, mode=mode, real_images=False)
+        for mode in ("generate", "edit", "generate", "edit")
+    )
+    page = reviewer_client.get(reverse("review_detail", args=[b.pk]), {"mode": "edit"})
+    assert (page.context["next_request"], page.context["previous_request"]) == (d, None)
+    assert f'href="/review/{d.pk}/?mode=edit" id="next-item"' in page.content.decode()
+    newest = {"mode": "edit", "sort": "newest"}
+    page = reviewer_client.get(reverse("review_detail", args=[b.pk]), newest)
+    assert (page.context["next_request"], page.context["previous_request"]) == (d, d)
+    page = reviewer_client.get(reverse("review_detail", args=[d.pk]), newest)
+    assert (page.context["next_request"], page.context["previous_request"]) == (b, None)
+    assert (
+        f'href="/review/{d.pk}/?mode=edit&amp;sort=newest"'
+        in reviewer_client.get(reverse("review_queue"), newest).content.decode()
+    )
+
+    response = reviewer_client.post(
+        reverse("decide", args=[outputs_of(b)[0].pk]) + "?mode=edit",
+        {"verdict": "approve"},
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == f"/review/{d.pk}/?mode=edit"
+
+
+def test_next_skips_what_is_not_the_reviewers_to_open(
+    requester, reviewer, reviewer_client, settings
+):
+    vic = make_user("vic", REVIEWERS)
+    start = request_in_review(requester, variants=1, real_images=False)
+    claimed = request_in_review(requester, variants=1, real_images=False)
+    actions.claim(claimed, vic)
+    own = request_in_review(reviewer, variants=1, real_images=False)
+    decided = request_in_review(requester, variants=2, required_approvals=2, real_images=False)
+    for output in outputs_of(decided):
+        actions.decide(output=output, reviewer=reviewer, verdict="approve")
+    stale = request_in_review(requester, variants=1, real_images=False)
+    actions.claim(stale, vic)
+    ImageRequest.objects.filter(pk=stale.pk).update(
+        claimed_at=timezone.now() - actions.review.CLAIM_TTL - timedelta(seconds=1)
+    )
+    assert ImageRequest.objects.get(pk=decided.pk).status == R.IN_REVIEW
+    page = reviewer_client.get(reverse("review_detail", args=[start.pk])).context
+    assert page["next_request"] == stale
+    page = reviewer_client.get(reverse("review_detail", args=[stale.pk])).context
+    assert (page["next_request"], page["previous_request"]) == (start, start)
+    settings.REVIEW_FORBID_SELF_APPROVAL = False
+    page = reviewer_client.get(reverse("review_detail", args=[start.pk])).context
+    assert page["next_request"] == own

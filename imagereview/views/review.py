@@ -12,6 +12,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -23,6 +24,7 @@ from imagereview.roles import reviewer_required
 
 R = ImageRequest.Status
 PAGE_SIZE = 24
+FILTER_NAMES = ("mode", "requester", "flagged", "age", "sort")
 AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
 
@@ -44,7 +46,22 @@ def _queue_queryset(filters: dict) -> QuerySet[ImageRequest]:
     return queryset
 
 
-def _encode_cursor(image_request: ImageRequest) -> str:
+def _queue_filters(request: HttpRequest) -> tuple[QueueFilterForm, dict, str]:
+    """The queue's filters from the query string, and the query that carries them on."""
+    form = QueueFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    kept = {name: filters[name] for name in FILTER_NAMES if filters.get(name)}
+    if kept.get("flagged"):
+        kept["flagged"] = "on"
+    return form, filters, urlencode(kept)
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}?{query}" if query else url
+
+
+def queue_cursor(image_request: ImageRequest) -> str:
+    """The `after=` value of the queue page that starts just past this request."""
     raw = f"{image_request.created_at.isoformat()}|{image_request.pk}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
@@ -58,22 +75,27 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int] | None:
         return None
 
 
+def _beyond(moment: datetime, pk: int, *, ascending: bool) -> Q:
+    """The rows after (created_at, id) in the queue order: ascending or descending."""
+    if ascending:
+        return Q(created_at__gt=moment) | Q(created_at=moment, id__gt=pk)
+    return Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk)
+
+
+def _order(*, ascending: bool) -> tuple[str, str]:
+    return ("created_at", "id") if ascending else ("-created_at", "-id")
+
+
 def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str):
     """One page by keyset (created_at, id): as fast on page 4 000 as on page 1."""
-    order = ("-created_at", "-id") if newest_first else ("created_at", "id")
     position = _decode_cursor(cursor) if cursor else None
     if position:
-        moment, pk = position
-        if newest_first:
-            after = Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk)
-        else:
-            after = Q(created_at__gt=moment) | Q(created_at=moment, id__gt=pk)
-        queryset = queryset.filter(after)
+        queryset = queryset.filter(_beyond(*position, ascending=not newest_first))
     thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only(
         "pk", "request_id", "thumbnail", "flagged"
     )
     rows = list(
-        queryset.order_by(*order)
+        queryset.order_by(*_order(ascending=not newest_first))
         .select_related("requester")
         .prefetch_related(Prefetch("assets", queryset=thumbnails, to_attr="outputs"))[
             : PAGE_SIZE + 1
@@ -83,26 +105,24 @@ def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str):
     rows = rows[:PAGE_SIZE]
     for row in rows:
         row.flagged = any(output.flagged for output in row.outputs)
-    return rows, (_encode_cursor(rows[-1]) if more else "")
+    return rows, (queue_cursor(rows[-1]) if more else "")
 
 
 @reviewer_required
 @require_GET
 def review_queue(request: HttpRequest) -> HttpResponse:
-    form = QueueFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    form, filters, filter_query = _queue_filters(request)
     newest_first = filters.get("sort") == "newest"
     rows, next_cursor = _page(
         _queue_queryset(filters), newest_first=newest_first, cursor=filters.get("after", "")
     )
     counts = dict(ImageRequest.objects.values_list("status").annotate(n=Count("id")).order_by())
-    query = request.GET.copy()
-    query.pop("after", None)
     context = {
         "form": form,
         "image_requests": rows,
         "next_cursor": next_cursor,
-        "filter_query": query.urlencode(),
+        "filter_query": filter_query,
+        "queue_suffix": _with_query("", filter_query),
         "paged": bool(filters.get("after")),
         "counts": [(status, label, counts.get(status, 0)) for status, label in R.choices],
         "reasons": Decision.Reason.choices,
@@ -197,25 +217,50 @@ def _revision_chain(image_request: ImageRequest) -> list[dict]:
     return versions
 
 
-def _next_in_queue(image_request: ImageRequest, *, backwards: bool = False) -> ImageRequest | None:
-    queryset = ImageRequest.objects.filter(status=R.IN_REVIEW).exclude(pk=image_request.pk)
-    key = Q(created_at__gt=image_request.created_at) | Q(
-        created_at=image_request.created_at, id__gt=image_request.pk
+def _reviewable(queryset: QuerySet[ImageRequest], reviewer) -> QuerySet[ImageRequest]:
+    """Leave out what is not this reviewer's to open next: requests another reviewer has
+    open, their own when they may not approve them, and those they have decided throughout."""
+    cutoff = timezone.now() - actions.review.CLAIM_TTL
+    queryset = queryset.filter(
+        Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_at__lt=cutoff)
     )
-    if backwards:
-        key = Q(created_at__lt=image_request.created_at) | Q(
-            created_at=image_request.created_at, id__lt=image_request.pk
-        )
-        order = ("-created_at", "-id")
-    else:
-        order = ("created_at", "id")
-    found = queryset.filter(key).order_by(*order).only("pk").first()
+    if settings.REVIEW_FORBID_SELF_APPROVAL:
+        queryset = queryset.exclude(requester=reviewer)
+    mine = Decision.objects.filter(output=OuterRef("pk"), reviewer=reviewer, undone_at__isnull=True)
+    undecided = Asset.objects.filter(request=OuterRef("pk"), kind=Asset.Kind.OUTPUT).exclude(
+        Exists(mine)
+    )
+    return queryset.filter(Exists(undecided))
+
+
+def _next_in_queue(
+    image_request: ImageRequest, reviewer, filters: dict, *, backwards: bool = False
+) -> ImageRequest | None:
+    """The item after this one in the queue as the reviewer filtered and sorted it.
+
+    Going forward wraps round to the start of the queue; going back stops at its start.
+    """
+    queryset = _reviewable(_queue_queryset(filters), reviewer).exclude(pk=image_request.pk)
+    ascending = backwards == (filters.get("sort") == "newest")
+    order = _order(ascending=ascending)
+    beyond = _beyond(image_request.created_at, image_request.pk, ascending=ascending)
+    found = queryset.filter(beyond).order_by(*order).only("pk").first()
     if found is None and not backwards:
         found = queryset.order_by(*order).only("pk").first()
     return found
 
 
-def _review_context(image_request: ImageRequest, reviewer) -> dict:
+def _next_url(request: HttpRequest, image_request: ImageRequest) -> str:
+    """Where the reviewer goes once this request is done: the next item, else the queue."""
+    _, filters, query = _queue_filters(request)
+    found = _next_in_queue(image_request, request.user, filters)
+    target = reverse("review_detail", args=[found.pk]) if found else reverse("review_queue")
+    return _with_query(target, query)
+
+
+def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
+    reviewer = request.user
+    _, filters, queue_query = _queue_filters(request)
     outputs = list(
         image_request.assets.filter(kind=Asset.Kind.OUTPUT)
         .select_related("generation")
@@ -244,8 +289,9 @@ def _review_context(image_request: ImageRequest, reviewer) -> dict:
         "versions": _revision_chain(image_request),
         "reasons": Decision.Reason.choices,
         "changes_form": ChangesForm(initial=ChangesForm.initial_for(image_request)),
-        "next_request": _next_in_queue(image_request),
-        "previous_request": _next_in_queue(image_request, backwards=True),
+        "next_request": _next_in_queue(image_request, reviewer, filters),
+        "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
+        "queue_suffix": _with_query("", queue_query),
         "own_request": image_request.requester_id == reviewer.pk,
         "may_not_approve": image_request.requester_id == reviewer.pk
         and settings.REVIEW_FORBID_SELF_APPROVAL,
@@ -259,7 +305,7 @@ def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = get_object_or_404(
         ImageRequest.objects.select_related("requester", "claimed_by"), pk=request_id
     )
-    context = _review_context(image_request, request.user)
+    context = _review_context(request, image_request)
     if image_request.status == R.IN_REVIEW:
         context["claimed_by"] = actions.claim(image_request, request.user)
     template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
@@ -270,14 +316,11 @@ def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) 
     """Show the updated page; once the request is decided, open the next item by itself."""
     image_request.refresh_from_db()
     if not request.htmx:
-        return redirect("review_detail", image_request.pk)
+        _, _, query = _queue_filters(request)
+        return redirect(_with_query(reverse("review_detail", args=[image_request.pk]), query))
     if image_request.status != R.IN_REVIEW and not extra:
-        next_request = _next_in_queue(image_request)
-        target = "review_queue" if next_request is None else "review_detail"
-        return HttpResponseClientRedirect(
-            reverse(target, args=[next_request.pk] if next_request else [])
-        )
-    context = _review_context(image_request, request.user) | extra
+        return HttpResponseClientRedirect(_next_url(request, image_request))
+    context = _review_context(request, image_request) | extra
     status = 409 if extra.get("conflict") else 422 if extra.get("error") else 200
     return render(request, "review/detail.html#review-body", context, status=status)
 
@@ -323,12 +366,7 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
                 request, output.request, error=str(refused), error_output_id=output.pk
             )
         messages.success(request, f"Revision #{revision.pk} is submitted.")
-        next_request = _next_in_queue(output.request)
-        target = (
-            reverse("review_detail", args=[next_request.pk])
-            if next_request
-            else reverse("review_queue")
-        )
+        target = _next_url(request, output.request)
         return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
     error = " ".join(m for errors in form.errors.values() for m in errors)
     return _after_decision(request, output.request, error=error, error_output_id=output.pk)
@@ -349,5 +387,7 @@ def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
     if "error" in outcome and (elsewhere or not request.htmx):
         messages.error(request, outcome["error"])
     if request.htmx and elsewhere:
-        return HttpResponseClientRedirect(reverse("review_detail", args=[image_request.pk]))
+        _, _, query = _queue_filters(request)
+        target = _with_query(reverse("review_detail", args=[image_request.pk]), query)
+        return HttpResponseClientRedirect(target)
     return _after_decision(request, image_request, **outcome)
