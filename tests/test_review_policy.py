@@ -380,3 +380,41 @@ def test_next_skips_what_is_not_the_reviewers_to_open(
     settings.REVIEW_FORBID_SELF_APPROVAL = False
     page = reviewer_client.get(reverse("review_detail", args=[start.pk])).context
     assert page["next_request"] == own
+
+
+def test_the_queue_shows_who_else_is_reviewing_an_item(requester, reviewer, reviewer_client):
+    vic = make_user("vic", REVIEWERS)
+    theirs, mine, stale = (
+        request_in_review(requester, variants=1, real_images=False) for _ in "123"
+    )
+    actions.claim(theirs, vic)
+    actions.claim(mine, reviewer)
+    actions.claim(stale, vic)
+    ImageRequest.objects.filter(pk=stale.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    body = reviewer_client.get(reverse("review_queue")).content.decode()
+    assert body.count("Being reviewed by vic") == 1
+    row = body[body.index(f'data-request="{theirs.pk}"') :]
+    assert row.index("Being reviewed by vic") < row.index("</li>")
+
+
+def test_the_review_page_renews_its_claim_while_open(requester, reviewer, reviewer_client):
+    item = request_in_review(requester, variants=1, real_images=False)
+    page = reviewer_client.get(reverse("review_detail", args=[item.pk])).content.decode()
+    assert 'hx-trigger="every 60s"' in page
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    ImageRequest.objects.filter(pk=item.pk).update(claimed_at=an_hour_ago)
+    poll = {"HX-Request": "true", "HX-Target": "claim"}
+    response = reviewer_client.get(reverse("review_detail", args=[item.pk]), headers=poll)
+    assert response.content.decode().lstrip().startswith('<div id="claim"')
+    item.refresh_from_db()
+    assert item.claimed_by == reviewer and item.claimed_at > an_hour_ago
+
+    vic = make_user("vic", REVIEWERS)
+    response = client_for(vic).get(reverse("review_detail", args=[item.pk]), headers=poll)
+    assert "rita is reviewing this right now." in response.content.decode()
+
+    actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="approve")
+    item.refresh_from_db()
+    assert (item.claimed_by, item.claimed_at) == (None, None)  # released once decided
+    response = reviewer_client.get(reverse("review_detail", args=[item.pk]), headers=poll)
+    assert response.status_code == 286  # stop polling

@@ -326,14 +326,24 @@ def _resettle_after_undo(image_request: ImageRequest, reviewer: AbstractBaseUser
         move(image_request, standing, source="review", actor=reviewer, note="undo")
 
 
-def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
-    """Mark the request as being looked at; return another reviewer's live claim, if any."""
-    now = timezone.now()
-    live = image_request.claimed_at and now - image_request.claimed_at < CLAIM_TTL
+def other_claimant(
+    image_request: ImageRequest, reviewer: AbstractBaseUser
+) -> AbstractBaseUser | None:
+    """Another reviewer who has had the request open within the claim's time, if any."""
+    live = image_request.claimed_at and timezone.now() - image_request.claimed_at < CLAIM_TTL
     if live and image_request.claimed_by_id not in (None, reviewer.pk):
         return image_request.claimed_by
-    ImageRequest.objects.filter(pk=image_request.pk).update(claimed_by=reviewer, claimed_at=now)
     return None
+
+
+def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
+    """Mark the request as being looked at, or renew the mark; return another's live claim."""
+    holder = other_claimant(image_request, reviewer)
+    if holder is None:
+        ImageRequest.objects.filter(pk=image_request.pk).update(
+            claimed_by=reviewer, claimed_at=timezone.now()
+        )
+    return holder
 
 
 def apply_acceptance_rules(image_request: ImageRequest) -> None:

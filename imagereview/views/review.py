@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from imagereview import actions
 from imagereview.diffs import prompt_diff
@@ -24,6 +24,7 @@ from imagereview.roles import reviewer_required
 
 R = ImageRequest.Status
 PAGE_SIZE = 24
+CLAIM_RENEW_SECONDS = 60
 FILTER_NAMES = ("mode", "requester", "flagged", "age", "sort")
 AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
@@ -96,7 +97,7 @@ def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str):
     )
     rows = list(
         queryset.order_by(*_order(ascending=not newest_first))
-        .select_related("requester")
+        .select_related("requester", "claimed_by")
         .prefetch_related(Prefetch("assets", queryset=thumbnails, to_attr="outputs"))[
             : PAGE_SIZE + 1
         ]
@@ -116,6 +117,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     rows, next_cursor = _page(
         _queue_queryset(filters), newest_first=newest_first, cursor=filters.get("after", "")
     )
+    for row in rows:
+        row.reviewed_by = actions.review.other_claimant(row, request.user)
     counts = dict(ImageRequest.objects.values_list("status").annotate(n=Count("id")).order_by())
     context = {
         "form": form,
@@ -292,6 +295,7 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "next_request": _next_in_queue(image_request, reviewer, filters),
         "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
         "queue_suffix": _with_query("", queue_query),
+        "claim_renew_seconds": CLAIM_RENEW_SECONDS,
         "own_request": image_request.requester_id == reviewer.pk,
         "may_not_approve": image_request.requester_id == reviewer.pk
         and settings.REVIEW_FORBID_SELF_APPROVAL,
@@ -305,11 +309,25 @@ def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = get_object_or_404(
         ImageRequest.objects.select_related("requester", "claimed_by"), pk=request_id
     )
+    if request.htmx.target == "claim":
+        return _renew_claim(request, image_request)
     context = _review_context(request, image_request)
     if image_request.status == R.IN_REVIEW:
         context["claimed_by"] = actions.claim(image_request, request.user)
     template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
     return render(request, template, context)
+
+
+def _renew_claim(request: HttpRequest, image_request: ImageRequest) -> HttpResponse:
+    """The page's periodic poll: keep the claim while the reviewer has the page open."""
+    if image_request.status != R.IN_REVIEW:
+        return HttpResponseStopPolling()
+    context = {
+        "image_request": image_request,
+        "claimed_by": actions.claim(image_request, request.user),
+        "claim_renew_seconds": CLAIM_RENEW_SECONDS,
+    }
+    return render(request, "review/detail.html#claim", context)
 
 
 def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:
