@@ -148,8 +148,11 @@
     applySplit();
   });
 
+  // The wheel zooms only an image already zoomed in, or with Ctrl or Cmd held; otherwise the
+  // page scrolls as usual.
   document.addEventListener("wheel", (event) => {
     if (!event.target.closest("#review-body .zoomable")) return;
+    if (view.scale === 1 && !event.ctrlKey && !event.metaKey) return;
     event.preventDefault();
     zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15);
   }, { passive: false });

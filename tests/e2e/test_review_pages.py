@@ -18,13 +18,19 @@ def review_url(live_server, image_request: ImageRequest) -> str:
     return f"{live_server.url}/review/{image_request.pk}/"
 
 
+def review_as_rita(live_server, new_page, image_request: ImageRequest, **viewport):
+    """A page logged in as the reviewer rita, on the review page of `image_request`."""
+    page = new_page(**viewport)
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(review_url(live_server, image_request))
+    return page
+
+
 def test_a_reviewer_decides_a_queue_by_keyboard_alone(live_server, new_page, requester, reviewer):
     first, second, third = (
         request_in_review(requester, prompt=f"item {n}", real_images=False) for n in (1, 2, 3)
     )
-    page = new_page()
-    log_in(page, live_server.url, "rita", "rita-password")
-    page.goto(review_url(live_server, first))
+    page = review_as_rita(live_server, new_page, first)
 
     page.keyboard.press("?")
     expect(page.locator("#help")).to_be_visible()
@@ -68,9 +74,7 @@ def test_undo_works_from_the_next_item_after_advancing(live_server, new_page, re
         request_in_review(requester, prompt=f"item {n}", variants=1, real_images=False)
         for n in (1, 2)
     )
-    page = new_page()
-    log_in(page, live_server.url, "rita", "rita-password")
-    page.goto(review_url(live_server, first))
+    page = review_as_rita(live_server, new_page, first)
     page.keyboard.press("a")
     expect(page).to_have_url(review_url(live_server, second))
     expect(page.locator(".toast")).to_contain_text(f"You approved variant 1 of #{first.pk}.")
@@ -86,9 +90,7 @@ def test_before_after_slider_and_zoom_in_step_on_an_edit(
     live_server, new_page, requester, reviewer
 ):
     edit = request_in_review(requester, prompt="make it night", mode="edit", variants=1)
-    page = new_page()
-    log_in(page, live_server.url, "rita", "rita-password")
-    page.goto(review_url(live_server, edit))
+    page = review_as_rita(live_server, new_page, edit)
     slider = page.locator(".compare-slider")
     expect(slider).to_be_hidden()
 
@@ -116,15 +118,56 @@ def test_before_after_slider_and_zoom_in_step_on_an_edit(
     expect(page.locator(".zoom-level")).to_have_text("156%")
 
 
+def test_compare_mode_enlarges_the_variants_of_a_generate_request(
+    live_server, new_page, requester, reviewer
+):
+    item = request_in_review(requester, variants=3, real_images=False)
+    page = review_as_rita(live_server, new_page, item, width=1400)
+    cards = page.locator("article.output")
+    before = [cards.nth(i).bounding_box() for i in range(3)]
+    assert before[0]["y"] == before[2]["y"]  # three in a row
+
+    page.keyboard.press("v")
+    expect(page.locator("#review-body")).to_have_class("review comparing")
+    after = [cards.nth(i).bounding_box() for i in range(3)]
+    assert after[0]["width"] > before[0]["width"] * 1.3
+    assert after[2]["y"] > after[0]["y"] + after[0]["height"] / 2  # the third wraps
+
+
+def test_the_wheel_scrolls_the_page_unless_an_image_is_zoomed(
+    live_server, new_page, requester, reviewer
+):
+    item = request_in_review(requester, variants=3, real_images=False)
+    page = review_as_rita(live_server, new_page, item, height=500)
+    page.wait_for_load_state()
+    page.evaluate("window.scrollTo(0, 0)")
+    image = page.locator("article.output .zoomable").first
+    box = image.bounding_box()
+    assert 0 < box["y"] < 400
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)
+    page.mouse.wheel(0, 200)
+    page.wait_for_function("window.scrollY > 0")
+    expect(page.locator(".zoom-level")).to_have_text("100%")
+
+    page.evaluate("window.scrollTo(0, 0)")
+    box = image.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -100)
+    page.keyboard.up("Control")
+    expect(page.locator(".zoom-level")).to_have_text("115%")
+    page.mouse.wheel(0, -100)  # zoomed in: the wheel zooms on, and the page stays put
+    expect(page.locator(".zoom-level")).to_have_text("132%")
+    assert page.evaluate("window.scrollY") == 0
+
+
 @pytest.mark.cluster
 def test_request_changes_submits_a_revision_shown_with_its_prompt_diff(
     live_server, start_cluster, new_page, requester, reviewer
 ):
     cluster = start_cluster()
     original = request_in_review(requester, prompt="a red fox in the snow", real_images=False)
-    page = new_page()
-    log_in(page, live_server.url, "rita", "rita-password")
-    page.goto(review_url(live_server, original))
+    page = review_as_rita(live_server, new_page, original)
     page.keyboard.press("c")
     prompt = page.locator("article.output.selected textarea[name=prompt]")
     expect(prompt).to_be_focused()
