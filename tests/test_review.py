@@ -68,6 +68,8 @@ def test_queue_htmx_returns_the_fragment(reviewer_client, awaiting):
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="queue"')
     assert "<html" not in body
+    assert '<ul class="counts" id="counts" hx-swap-oob="true">' in body
+    assert f'id="select-{awaiting.pk}" hx-preserve' in body
 
 
 def test_review_page_shows_prompt_parameters_and_outputs(reviewer_client, awaiting):

@@ -118,6 +118,40 @@ def test_before_after_slider_and_zoom_in_step_on_an_edit(
     expect(page.locator(".zoom-level")).to_have_text("156%")
 
 
+def test_the_live_queue_keeps_the_selection_and_refreshes_the_counts(
+    live_server, new_page, requester, reviewer
+):
+    first = request_in_review(requester, prompt="first", variants=1, real_images=False)
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(f"{live_server.url}/review/")
+    in_review = page.locator('#counts [data-status="in_review"]')
+    expect(in_review).to_have_text("1")
+    page.get_by_label(f"Select #{first.pk}").check()
+    page.get_by_label("Reason for a bulk reject").select_option("unsafe")
+
+    second = request_in_review(requester, prompt="second", variants=1, real_images=False)
+    expect(page.locator(f'[data-request="{second.pk}"]')).to_be_visible(timeout=12_000)
+    expect(in_review).to_have_text("2")
+    expect(page.get_by_label(f"Select #{first.pk}")).to_be_checked()
+    expect(page.get_by_label("Reason for a bulk reject")).to_have_value("unsafe")
+
+    page.get_by_role("button", name="Reject selected").click()
+    expect(page.locator(".messages")).to_contain_text(f"#{first.pk}: 1 output rejected")
+    assert ImageRequest.objects.get(pk=first.pk).status == R.REJECTED
+    assert ImageRequest.objects.get(pk=second.pk).status == R.IN_REVIEW
+
+
+def test_the_queue_filters_have_labels(live_server, new_page, reviewer):
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(f"{live_server.url}/review/")
+    for label in ("Mode", "Age", "Sort", "Requester"):
+        expect(page.get_by_label(label, exact=True)).to_be_visible()
+    page.get_by_label("Sort", exact=True).select_option("newest")
+    expect(page).to_have_url(f"{live_server.url}/review/?mode=&requester=&age=&sort=newest")
+
+
 def test_compare_mode_enlarges_the_variants_of_a_generate_request(
     live_server, new_page, requester, reviewer
 ):
