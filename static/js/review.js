@@ -9,8 +9,44 @@
   const typing = (el) => el.closest(
     "textarea, select, [contenteditable], input:not([type=range]):not([type=checkbox])",
   );
-  const overlayOpen = (id) => !document.getElementById(id).hidden;
-  const setOverlay = (id, open) => { document.getElementById(id).hidden = !open; };
+  const openOverlay = () => document.querySelector(".overlay:not([hidden])");
+  let focusBeforeDialog = null;
+
+  // The reason picker and the help are modal: focus moves in, Tab stays in, Esc closes, and
+  // no shortcut acts on the page behind them.
+  function openDialog(id) {
+    const overlay = document.getElementById(id);
+    focusBeforeDialog = document.activeElement;
+    overlay.hidden = false;
+    (overlay.querySelector("button") || overlay.querySelector("[role=dialog]")).focus();
+  }
+
+  function closeDialog() {
+    const overlay = openOverlay();
+    if (!overlay) return;
+    overlay.hidden = true;
+    if (focusBeforeDialog && document.contains(focusBeforeDialog)) focusBeforeDialog.focus();
+    focusBeforeDialog = null;
+  }
+
+  function keepFocusIn(overlay, event) {
+    const buttons = [...overlay.querySelectorAll("button")];
+    const first = buttons[0];
+    const last = buttons[buttons.length - 1];
+    const inside = overlay.contains(document.activeElement);
+    if (event.shiftKey && (document.activeElement === first || !inside)) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  function pickReason(reason) {
+    closeDialog();
+    decide("reject", reason);
+  }
 
   function applyZoom() {
     const transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
@@ -86,31 +122,31 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || !body()) return;
+    const overlay = openOverlay();
     if (event.key === "Escape") {
-      setOverlay("help", false);
-      setOverlay("reason-picker", false);
-      if (typing(event.target)) event.target.blur();
+      if (overlay) closeDialog();
+      else if (typing(event.target)) event.target.blur();
+      return;
+    }
+    if (overlay) {
+      if (event.key === "Tab") keepFocusIn(overlay, event);
+      if (event.key === "?" && overlay.id === "help") closeDialog();
+      const choice = overlay.id === "reason-picker"
+        && overlay.querySelectorAll("[data-reason]")[Number(event.key) - 1];
+      if (choice) pickReason(choice.dataset.reason);
+      if (event.key.length === 1 && event.key !== " ") event.preventDefault();
       return;
     }
     if (typing(event.target)) return;
-    if (overlayOpen("reason-picker")) {
-      const choice = document.querySelectorAll("#reason-picker [data-reason]")[Number(event.key) - 1];
-      if (choice) {
-        setOverlay("reason-picker", false);
-        decide("reject", choice.dataset.reason);
-      }
-      event.preventDefault();
-      return;
-    }
     const actions = {
-      "?": () => setOverlay("help", !overlayOpen("help")),
+      "?": () => openDialog("help"),
       j: () => select(view.selected + 1),
       ArrowRight: () => select(view.selected + 1),
       k: () => select(view.selected - 1),
       ArrowLeft: () => select(view.selected - 1),
       a: () => decide("approve"),
       r: () => selectedOutput() && selectedOutput().querySelector("form.decision")
-        && setOverlay("reason-picker", true),
+        && openDialog("reason-picker"),
       c: openChanges,
       u: () => document.getElementById("undo")?.click(),
       v: () => { view.compare = !view.compare; applyCompare(); },
@@ -129,6 +165,13 @@
   });
 
   document.addEventListener("click", (event) => {
+    const overlay = event.target.closest(".overlay");
+    if (overlay) {
+      const reason = event.target.closest("[data-reason]");
+      if (reason) pickReason(reason.dataset.reason);
+      else if (event.target === overlay || event.target.closest("[data-close]")) closeDialog();
+      return;
+    }
     const button = event.target.closest("#review-body [data-action]");
     if (button) {
       const act = button.dataset.action;

@@ -152,6 +152,35 @@ def test_the_queue_filters_have_labels(live_server, new_page, reviewer):
     expect(page).to_have_url(f"{live_server.url}/review/?mode=&requester=&age=&sort=newest")
 
 
+def test_dialogs_are_modal_clickable_and_close_on_escape(
+    live_server, new_page, requester, reviewer
+):
+    item = request_in_review(requester, variants=3, approval_quota=2, real_images=False)
+    page = review_as_rita(live_server, new_page, item)
+    help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    page.keyboard.press("?")
+    expect(help_dialog).to_be_visible()
+    expect(help_dialog).to_have_attribute("aria-modal", "true")
+    expect(help_dialog.get_by_role("button", name="Close")).to_be_focused()
+    page.keyboard.press("a")  # not behind the dialog
+    page.keyboard.press("Tab")
+    expect(help_dialog.get_by_role("button", name="Close")).to_be_focused()
+    help_dialog.get_by_role("button", name="Close").click()
+    expect(help_dialog).to_be_hidden()
+
+    picker = page.get_by_role("dialog", name="Reject: pick a reason")
+    page.keyboard.press("r")
+    expect(picker).to_be_visible()
+    expect(picker.get_by_role("button", name="1 Does not follow the prompt")).to_be_focused()
+    page.keyboard.press("a")
+    page.keyboard.press("Escape")
+    expect(picker).to_be_hidden()
+    page.keyboard.press("r")
+    picker.get_by_role("button", name="Unsafe").click()
+    expect(page.locator("article.output").first.locator(".verdict")).to_contain_text("Reject")
+    assert list(Decision.objects.values_list("verdict", "reason")) == [("reject", "unsafe")]
+
+
 def test_compare_mode_enlarges_the_variants_of_a_generate_request(
     live_server, new_page, requester, reviewer
 ):
