@@ -479,3 +479,35 @@ def test_the_cluster_runs_the_reconciler_every_minute_as_a_safety_net(db):
         1,
         -1,
     )
+
+
+def test_a_create_whose_slot_passed_during_a_slow_write_takes_a_new_slot(requester, monkeypatch):
+    from imagereview import limits
+
+    real_acquire = limits.acquire
+    slots = []
+
+    def acquire(limit, *, max_wait):
+        # The first slot's moment passed long ago, as if the write had waited on a lock.
+        slot = real_acquire(limit, max_wait=max_wait)
+        if not slots:
+            slot = limits.Slot(granted=True, at=slot.at - 1.0)
+        slots.append(slot)
+        return slot
+
+    monkeypatch.setattr(limits, "acquire", acquire)
+    generation = submitted(requester)
+    assert len(slots) == 2
+    assert generation.submitted_at.timestamp() >= slots[1].at
+
+
+def test_a_create_without_a_fresh_slot_goes_back_to_the_queue_unsent(requester, monkeypatch):
+    from imagereview import limits
+
+    late = iter([limits.Slot(granted=True, at=1.0), limits.Slot(granted=False, at=9e9)])
+    monkeypatch.setattr(limits, "acquire", lambda limit, *, max_wait: next(late))
+    generation = new_request(requester).generations.get()
+    actions.submit_generation(generation_id=generation.pk, client=answering(envelope(500)))
+    generation.refresh_from_db()
+    assert generation.state == G.QUEUED and generation.failure_code == ""
+    assert generation.next_attempt_at > timezone.now() + timedelta(days=1)

@@ -207,9 +207,9 @@ def run_soak(
     env: dict[str, str] | None = None,
     timeout: float,
 ) -> Soak:
-    """Queue seeded work against a faulty sandbox, SIGKILL a cluster at each of
-    `kill_moments` (seconds from the start, while requests are still generating) and
-    restart it, then wait until everything has settled: at most `timeout`, and no longer
+    """Queue seeded work against a faulty sandbox, SIGKILL a cluster or the dispatcher at
+    each of `kill_moments` (seconds from the start, while requests are still generating)
+    and restart it, then wait until everything has settled: at most `timeout`, and no longer
     than three leases (or broker re-deliveries) without any progress. `env` overrides
     entries of SOAK_ENV."""
     sandbox.configure(**SOAK_SANDBOX, seed=seed, submit_limit=submit_limit)
@@ -230,7 +230,7 @@ def run_soak(
         if moments and time.monotonic() - started >= moments[0]:
             moments.pop(0)
             if requests_generating(soak.request_ids):
-                name = victims.choice(sorted(name for name in processes if name != "dispatch"))
+                name = victims.choice(sorted(processes))
                 soak.kills.append(time.time())
                 processes[name].restart()
         soak.peak_backlog = max(soak.peak_backlog, broker.queue_size())
