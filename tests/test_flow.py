@@ -173,4 +173,4 @@ def test_reconcile_enqueues_quiet_generations_and_resubmits_stuck_ones(
     assert counts["resubmitted"] == 1
     stuck.refresh_from_db()
     assert stuck.state == G.QUEUED
-    assert "unanswered" in stuck.events.filter(to_state=G.QUEUED).get().note
+    assert "unanswered" in stuck.events.get(from_state=G.SUBMITTING, to_state=G.QUEUED).note
