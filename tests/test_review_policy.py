@@ -418,3 +418,29 @@ def test_the_review_page_renews_its_claim_while_open(requester, reviewer, review
     assert (item.claimed_by, item.claimed_at) == (None, None)  # released once decided
     response = reviewer_client.get(reverse("review_detail", args=[item.pk]), headers=poll)
     assert response.status_code == 286  # stop polling
+
+
+def test_request_changes_keeps_what_was_typed_on_an_error(requester, reviewer_client):
+    item = request_in_review(requester, variants=2, prompt="a cat", real_images=False)
+    first, second = outputs_of(item)
+    data = {
+        "prompt": "",
+        "aspect_ratio": "16:9",
+        "resolution": "2K",
+        "output_format": "jpg",
+        "variants": "1",
+        "edit_from_output": "on",
+        "comment": "add a hat",
+    }
+    response = reviewer_client.post(
+        reverse("request_changes", args=[second.pk]), data, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 422
+    body = response.content.decode()
+    card = body[body.index(f'id="output-{second.pk}"') :]
+    assert card.index('<details class="changes" open>') < card.index("</details>")
+    assert "Enter a prompt: describe the image you want." in card
+    assert '<option value="16:9" selected>' in card and "add a hat</textarea>" in card
+    assert f'id="changes-{second.pk}-edit_from_output" checked' in card
+    assert body.count('<details class="changes" open>') == 1
+    assert not ImageRequest.objects.filter(parent=item).exists()

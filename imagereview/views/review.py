@@ -276,12 +276,14 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         .order_by("generation__variant", "generation_id", "index")
     )
     standings = actions.tally(image_request, viewer=reviewer)
+    initial = ChangesForm.initial_for(image_request)
     for output in outputs:
         standing = standings.get(output.pk)
         output.verdict = standing.verdict if standing else ""
         output.approvals = len(standing.approvals) if standing else 0
         output.mine = standing.decided_by_me if standing else ""
         output.seen = output.decisions.all()[0].pk if output.decisions.all() else 0
+        output.changes_form = ChangesForm(initial=initial, auto_id=_changes_id(output))
     references = list(image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"))
     return {
         "image_request": image_request,
@@ -291,7 +293,6 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "failed_generations": image_request.generations.filter(state__in=["failed", "timed_out"]),
         "versions": _revision_chain(image_request),
         "reasons": Decision.Reason.choices,
-        "changes_form": ChangesForm(initial=ChangesForm.initial_for(image_request)),
         "next_request": _next_in_queue(image_request, reviewer, filters),
         "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
         "queue_suffix": _with_query("", queue_query),
@@ -339,6 +340,9 @@ def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) 
     if image_request.status != R.IN_REVIEW and not extra:
         return HttpResponseClientRedirect(_next_url(request, image_request))
     context = _review_context(request, image_request) | extra
+    for output in context["outputs"]:
+        if output.pk == extra.get("error_output_id") and "changes_form" in extra:
+            output.changes_form = extra["changes_form"]  # what was typed, with its errors
     status = 409 if extra.get("conflict") else 422 if extra.get("error") else 200
     return render(request, "review/detail.html#review-body", context, status=status)
 
@@ -373,7 +377,7 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
     output = get_object_or_404(
         Asset.objects.select_related("request"), pk=output_id, kind=Asset.Kind.OUTPUT
     )
-    form = ChangesForm(request.POST)
+    form = ChangesForm(request.POST, auto_id=_changes_id(output))
     if form.is_valid():
         try:
             revision = actions.request_changes(
@@ -386,8 +390,18 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
         messages.success(request, f"Revision #{revision.pk} is submitted.")
         target = _next_url(request, output.request)
         return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
-    error = " ".join(m for errors in form.errors.values() for m in errors)
-    return _after_decision(request, output.request, error=error, error_output_id=output.pk)
+    return _after_decision(
+        request,
+        output.request,
+        error="The revision was not submitted: correct the marked fields.",
+        error_output_id=output.pk,
+        changes_form=form,
+    )
+
+
+def _changes_id(output: Asset) -> str:
+    """Ids for one output's request-changes fields, distinct from the other outputs'."""
+    return f"changes-{output.pk}-%s"
 
 
 @reviewer_required
