@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.views.review import queue_cursor
 from tests.conftest import client_for
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -66,9 +67,12 @@ def timings(client, url: str) -> tuple[float, float]:
 
 
 def measure(client, image_request_id: int) -> dict[str, tuple[float, float]]:
+    """The pages, the deep ones at `image_request_id` (a queue page starts just past it)."""
     queue = reverse("review_queue")
+    deep = queue_cursor(ImageRequest.objects.get(pk=image_request_id))
     return {
         "queue, first page": timings(client, queue),
+        "queue, deep page": timings(client, f"{queue}?after={deep}"),
         "queue, flagged filter": timings(client, queue + "?flagged=on"),
         "queue, newest first": timings(client, queue + "?sort=newest"),
         "review page": timings(client, reverse("review_detail", args=[image_request_id])),
