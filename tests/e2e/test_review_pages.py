@@ -30,7 +30,16 @@ def test_a_reviewer_decides_a_queue_by_keyboard_alone(live_server, new_page, req
     first, second, third = (
         request_in_review(requester, prompt=f"item {n}", real_images=False) for n in (1, 2, 3)
     )
-    page = review_as_rita(live_server, new_page, first)
+    page = new_page()
+    log_in(page, live_server.url, "rita", "rita-password")
+    page.goto(f"{live_server.url}/review/")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    expect(page.locator(".queue-link").first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(review_url(live_server, first))
+    page.wait_for_load_state()
 
     page.keyboard.press("?")
     expect(page.locator("#help")).to_be_visible()
@@ -90,16 +99,33 @@ def test_before_after_slider_and_zoom_in_step_on_an_edit(
     live_server, new_page, requester, reviewer
 ):
     edit = request_in_review(requester, prompt="make it night", mode="edit", variants=1)
+    reference = edit.assets.get(kind="reference")
     page = review_as_rita(live_server, new_page, edit)
     slider = page.locator(".compare-slider")
     expect(slider).to_be_hidden()
 
     page.keyboard.press("v")
     expect(slider).to_be_visible()
-    page.locator(".slider-input").fill("30")
-    expect(page.locator(".compare-slider .after")).to_have_attribute(
-        "style", "clip-path: inset(0px 0px 0px 30%);"
+    before = slider.locator(".before img")
+    expect(before).to_have_attribute("src", f"/assets/{reference.pk}/file/")
+    expect(slider.locator(".after img")).to_have_attribute(
+        "src", page.locator("article.output").first.get_attribute("data-file")
     )
+
+    def shown_at(fraction: float) -> str:
+        """Which image the eye meets at this fraction of the frame's width."""
+        slider.scroll_into_view_if_needed()
+        frame = slider.locator(".slider-frame").bounding_box()
+        x, y = frame["x"] + frame["width"] * fraction, frame["y"] + frame["height"] / 2
+        return page.evaluate(
+            f"document.elementFromPoint({x}, {y}).closest('.zoomable').classList[1]"
+        )
+
+    assert (shown_at(0.4), shown_at(0.6)) == ("before", "after")
+    page.locator(".slider-input").fill("30")
+    assert (shown_at(0.2), shown_at(0.4)) == ("before", "after")
+    page.locator(".slider-input").fill("80")
+    assert (shown_at(0.7), shown_at(0.9)) == ("before", "after")
 
     page.keyboard.press("+")
     page.keyboard.press("+")
@@ -109,13 +135,23 @@ def test_before_after_slider_and_zoom_in_step_on_an_edit(
     page.mouse.down()
     page.mouse.move(frame["x"] + 140, frame["y"] + 170, steps=4)
     page.mouse.up()
-    transforms = page.locator("#review-body .zoomable img").evaluate_all(
-        "images => images.map(image => image.style.transform)"
-    )
-    assert len(transforms) == 3  # before, after and the output card
-    assert len(set(transforms)) == 1
-    assert "scale(1.5625)" in transforms[0] and "translate(-60px, -30px)" in transforms[0]
     expect(page.locator(".zoom-level")).to_have_text("156%")
+    # Each image, as drawn, is its frame scaled by 1.5625 and moved by the same drag.
+    drawn = page.locator("#review-body .zoomable img").evaluate_all(
+        """images => images.map(image => {
+            const box = image.getBoundingClientRect();
+            const frame = image.parentElement.getBoundingClientRect();
+            return {
+                scale: box.width / frame.width,
+                dx: box.left + box.width / 2 - (frame.left + frame.width / 2),
+                dy: box.top + box.height / 2 - (frame.top + frame.height / 2),
+            };
+        })"""
+    )
+    assert len(drawn) == 3  # before, after and the output card
+    for image in drawn:
+        assert image["scale"] == pytest.approx(1.5625, abs=0.01)
+        assert (image["dx"], image["dy"]) == (pytest.approx(-60, abs=1), pytest.approx(-30, abs=1))
 
 
 def test_the_live_queue_keeps_the_selection_and_refreshes_the_counts(
