@@ -444,3 +444,7 @@ def test_request_changes_keeps_what_was_typed_on_an_error(requester, reviewer_cl
     assert f'id="changes-{second.pk}-edit_from_output" checked' in card
     assert body.count('<details class="changes" open>') == 1
     assert not ImageRequest.objects.filter(parent=item).exists()
+    without_htmx = reviewer_client.post(reverse("request_changes", args=[second.pk]), data)
+    assert (
+        without_htmx.status_code == 422 and "add a hat</textarea>" in without_htmx.content.decode()
+    )

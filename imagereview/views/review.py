@@ -334,7 +334,7 @@ def _renew_claim(request: HttpRequest, image_request: ImageRequest) -> HttpRespo
 def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:
     """Show the updated page; once the request is decided, open the next item by itself."""
     image_request.refresh_from_db()
-    if not request.htmx:
+    if not request.htmx and "changes_form" not in extra:
         _, _, query = _queue_filters(request)
         return redirect(_with_query(reverse("review_detail", args=[image_request.pk]), query))
     if image_request.status != R.IN_REVIEW and not extra:
@@ -344,7 +344,8 @@ def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) 
         if output.pk == extra.get("error_output_id") and "changes_form" in extra:
             output.changes_form = extra["changes_form"]  # what was typed, with its errors
     status = 409 if extra.get("conflict") else 422 if extra.get("error") else 200
-    return render(request, "review/detail.html#review-body", context, status=status)
+    template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
+    return render(request, template, context, status=status)
 
 
 @reviewer_required
