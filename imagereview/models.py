@@ -341,6 +341,9 @@ class ProviderAccount(models.Model):
     circuit_code = models.CharField(max_length=16, blank=True)
     circuit_reason = models.TextField(blank=True)
     circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    # Closed again but not yet proven: one create at a time until one is accepted, so that
+    # a check that misjudged the account does not release a burst into the same refusal.
+    on_trial = models.BooleanField(default=False)
     next_probe_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -135,6 +135,35 @@ def test_no_credits_open_the_circuit_before_any_create(requester, sandbox, kie):
     assert generation.state == G.SUBMITTED and len(sandbox.tasks) == 1
 
 
+@pytest.mark.parametrize("code", [402, 433, 401])
+def test_after_a_halt_one_create_goes_first_and_the_rest_follow_once_it_is_accepted(
+    requester, enqueued, code
+):
+    generations = list(new_request(requester, variants=4).generations.all())
+    actions.open_circuit(code=code, reason="stop")
+    ProviderAccount.objects.update(next_probe_at=timezone.now())
+    Generation.objects.update(next_attempt_at=timezone.now())
+
+    def submits() -> list:
+        return [job for job in enqueued if job[0].endswith("submit_generation")]
+
+    enqueued.clear()
+    actions.reconcile(client=answering(envelope(200)))  # the credit check passes
+    assert not ProviderAccount.objects.get().circuit_open
+    assert len(submits()) == 1
+
+    # Accepted: the account is proven and the others go out together.
+    task = {"code": 200, "msg": "success", "data": {"taskId": "t1"}}
+    actions.submit_generation(
+        generation_id=submits()[0][1], client=answering(httpx.Response(200, json=task))
+    )
+    assert not ProviderAccount.objects.get().on_trial
+    enqueued.clear()
+    Generation.objects.filter(state=G.QUEUED).update(next_attempt_at=timezone.now())
+    actions.reconcile(client=answering(envelope(200)))
+    assert len(submits()) == len(generations) - 1
+
+
 def test_admins_see_the_halt_and_can_resume(requester, client, db):
     actions.open_circuit(code=402, reason="insufficient credits")
     admin = type(requester).objects.create_superuser("boss", password="boss-password")

@@ -68,11 +68,17 @@ def close_circuit(*, note: str, actor: AbstractBaseUser | None = None) -> bool:
         if not account.circuit_open:
             return False
         account.circuit_open = False
+        account.on_trial = True
         account.next_probe_at = None
         account.save()
         _record(halted=False, note=note, actor=actor)
     log.warning("provider account open for work again: %s", note)
     return True
+
+
+def end_trial() -> None:
+    """A create was accepted: the account is proven to work again."""
+    ProviderAccount.objects.filter(on_trial=True, circuit_open=False).update(on_trial=False)
 
 
 def _store_balance(balance: Decimal) -> None:

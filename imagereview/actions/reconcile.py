@@ -32,7 +32,8 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
     """Enqueue every generation whose next step is due; return how many of each."""
     now = now or timezone.now()
     probe_circuit(client=client)
-    submitting_open = not get_account().circuit_open
+    account = get_account()
+    submitting_open = not account.circuit_open
     due = {
         "refresh_generation": Generation.objects.filter(state=G.SUBMITTED),
         "store_outputs": Generation.objects.filter(state=G.SUCCEEDED),
@@ -47,7 +48,7 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
                 queryset.filter(next_attempt_at__lte=now)
                 .select_for_update(skip_locked=True)
                 .order_by("next_attempt_at")
-                .values_list("pk", flat=True)[: _batch_size(job)]
+                .values_list("pk", flat=True)[: _batch_size(job, on_trial=account.on_trial)]
             )
             # Leased: should the job be lost with its worker, it is due again after the lease.
             Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + dispatch_lease())
@@ -63,9 +64,12 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
     return counts
 
 
-def _batch_size(job: str) -> int:
-    # Sending more submissions than the limit lets through in a tick only makes them wait.
-    return settings.KIE_SUBMIT_LIMIT if job == "submit_generation" else BATCH
+def _batch_size(job: str, *, on_trial: bool) -> int:
+    if job != "submit_generation":
+        return BATCH
+    # After a halt, one create proves the account works before the rest follow; beyond
+    # that, more than the limit lets through in a tick would only wait.
+    return 1 if on_trial else settings.KIE_SUBMIT_LIMIT
 
 
 def _wake_unclaimed_callbacks(now: datetime) -> int:

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagereview import limits
-from imagereview.actions.account import ensure_credits, open_circuit
+from imagereview.actions.account import end_trial, ensure_credits, open_circuit
 from imagereview.actions.completion import claim_task
 from imagereview.actions.requests import settle_request
 from imagereview.limits import backoff
@@ -176,6 +176,7 @@ def _record_submission(generation_id: int, task_id: str) -> bool:
             failure_code="",
             failure_message="",
         )
+    end_trial()
     log.info("generation %s submitted as task %s", generation_id, task_id)
     return True
 
