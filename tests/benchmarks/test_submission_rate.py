@@ -24,6 +24,7 @@ pytestmark = [
 
 SEED = 11
 GENERATIONS = 320
+SUSTAINED = 300
 
 
 def test_submission_uses_the_rate_limit_without_429s(sandbox, start_process, requester):
@@ -41,6 +42,12 @@ def test_submission_uses_the_rate_limit_without_429s(sandbox, start_process, req
     utilisation = len(created) / (limit * span / window)
     # The first window's burst is free; what follows is the rate the app keeps up.
     steady = (len(created) - limit) / (limit * span / window)
+    # The rate over every run of SUSTAINED consecutive creates (well over two minutes):
+    # a whole number of windows' worth, so the free first burst weighs nothing. Their mean
+    # is the sustained rate; with the default 3% margin over the provider's window it can
+    # be at most 1 / 1.03 = 0.971 of the limit.
+    spans = [created[i + SUSTAINED] - created[i] for i in range(len(created) - SUSTAINED)]
+    sustained = [SUSTAINED / (limit * run / window) for run in spans]
     refused = sandbox.stats["answered_429"]
     busiest = most_in_window(created, window)
     print_table(
@@ -50,6 +57,11 @@ def test_submission_uses_the_rate_limit_without_429s(sandbox, start_process, req
             ("sustained span, first to last create (s)", f"{span:.1f}"),
             ("utilisation of the limit", f"{utilisation:.3f}"),
             ("  after the first window's burst", f"{steady:.3f}"),
+            (
+                f"sustained: rate over {SUSTAINED} consecutive creates, worst / mean",
+                f"{min(sustained):.3f} / {sum(sustained) / len(sustained):.3f}",
+            ),
+            ("  their span (s), longest / shortest", f"{max(spans):.1f} / {min(spans):.1f}"),
             (f"most creates in any {window:g} s window", busiest),
             ("429s answered to createTask", refused.get(CREATE, 0)),
             ("429s answered to recordInfo", refused.get(QUERY, 0)),
@@ -58,7 +70,7 @@ def test_submission_uses_the_rate_limit_without_429s(sandbox, start_process, req
         ],
     )
     assert busiest <= limit
-    assert utilisation >= 0.95
+    assert sum(sustained) / len(sustained) >= 0.95
     assert not refused, f"429s answered by path: {refused}"
 
 
