@@ -293,6 +293,9 @@ class CallbackReceipt(models.Model):
     body = models.TextField(blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the reconciler may next wake the refresh of a task this callback named and no
+    # generation holds yet: a lease, so that a backlog is not flooded with the same job.
+    recheck_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -540,3 +540,22 @@ def test_a_create_without_a_fresh_slot_goes_back_to_the_queue_unsent(requester, 
     generation.refresh_from_db()
     assert generation.state == G.QUEUED and generation.failure_code == ""
     assert generation.next_attempt_at > timezone.now() + timedelta(days=1)
+
+
+def test_callbacks_naming_unheld_tasks_wake_a_refresh_once_per_lease(
+    requester, client, enqueued, settings
+):
+    generation = new_request(requester).generations.get()
+    post_callback(client, generation, "task_orphan")
+    CallbackReceipt.objects.update(received_at=timezone.now() - timedelta(seconds=10))
+    refreshes = [("imagereview.tasks.refresh_generation", generation.pk)]
+
+    enqueued.clear()
+    assert actions.reconcile(client=answering(envelope(200)))["unclaimed_callbacks"] == 1
+    assert [job for job in enqueued if job[0].endswith("refresh_generation")] == refreshes
+
+    enqueued.clear()
+    assert actions.reconcile(client=answering(envelope(200)))["unclaimed_callbacks"] == 0
+
+    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE + 1)
+    assert actions.reconcile(client=answering(envelope(200)), now=later)["unclaimed_callbacks"] == 1

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
@@ -76,20 +76,27 @@ def _wake_unclaimed_callbacks(now: datetime) -> int:
     """Refresh generations whose authentic callbacks name a task no generation holds yet.
 
     The claim of such a task (an orphan of an unanswered create) may have failed on a
-    passing provider error; without this sweep its cost would go unrecorded.
+    passing provider error; without this sweep its cost would go unrecorded. Each receipt
+    is leased like any other due work.
     """
     held = Generation.objects.filter(provider_task_id=OuterRef("task_id"))
-    generation_ids = list(
-        CallbackReceipt.objects.filter(
-            outcome=CallbackReceipt.Outcome.ACCEPTED,
-            received_at__lte=now - timedelta(seconds=5),
-            received_at__gte=now - timedelta(seconds=settings.RECONCILE_GIVE_UP),
+    with transaction.atomic():
+        receipts = list(
+            CallbackReceipt.objects.filter(
+                outcome=CallbackReceipt.Outcome.ACCEPTED,
+                received_at__lte=now - timedelta(seconds=5),
+                received_at__gte=now - timedelta(seconds=settings.RECONCILE_GIVE_UP),
+            )
+            .filter(Q(recheck_at=None) | Q(recheck_at__lte=now))
+            .exclude(task_id="")
+            .exclude(Exists(held))
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "generation_id")[:BATCH]
         )
-        .exclude(task_id="")
-        .exclude(Exists(held))
-        .values_list("generation_id", flat=True)
-        .distinct()[:BATCH]
-    )
+        CallbackReceipt.objects.filter(pk__in=[pk for pk, _ in receipts]).update(
+            recheck_at=now + dispatch_lease()
+        )
+    generation_ids = sorted({generation_id for _, generation_id in receipts})
     for generation_id in generation_ids:
         enqueue("refresh_generation", generation_id)
     return len(generation_ids)
