@@ -3,6 +3,7 @@
 from functools import partial
 
 from django.db import transaction
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 
@@ -14,3 +15,8 @@ def enqueue(job: str, *args: object) -> None:
 def enqueue_after_commit(job: str, *args: object) -> None:
     """Enqueue once the current transaction commits, so the job sees what it wrote."""
     transaction.on_commit(partial(enqueue, job, *args))
+
+
+def backlog() -> int:
+    """Jobs waiting in the broker for a worker."""
+    return get_broker().queue_size()

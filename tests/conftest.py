@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -27,6 +28,11 @@ def fast_password_hashing() -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def waiting_jobs(count: int) -> SimpleNamespace:
+    """A stand-in broker with `count` jobs waiting."""
+    return SimpleNamespace(queue_size=lambda: count)
+
+
 @pytest.fixture(autouse=True)
 def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Jobs enqueued during a test, kept instead of sent, unless the test runs a cluster."""
@@ -35,6 +41,8 @@ def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr(
             "imagereview.jobs.async_task", lambda func, *args, **kwargs: jobs.append((func, *args))
         )
+        # Kept jobs never reach the broker, which holds nothing of this test's.
+        monkeypatch.setattr("imagereview.jobs.get_broker", lambda: waiting_jobs(0))
     return jobs
 
 

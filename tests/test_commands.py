@@ -1,5 +1,6 @@
 """Management commands: the demo accounts and the stack that `make run` starts."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,6 +81,10 @@ def test_runstack_serves_web_and_sandbox_and_ctrl_c_stops_everything(tmp_path):
     finally:
         if stack.poll() is None:
             stack.kill()
+            # Its children run in sessions of their own: stop them too, whatever failed.
+            for pid in processes_with_env(f"VAR_DIR={tmp_path}"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     assert stack.returncode == 0, out
     assert "Stopped web, cluster, dispatcher and sandbox." in out
     assert "Q Cluster" in out and "has stopped" in out

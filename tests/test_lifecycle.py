@@ -21,7 +21,7 @@ from imagereview.models import (
     ProviderAccount,
 )
 from imagereview.providers.kie import KieClient
-from tests.conftest import wait_for
+from tests.conftest import wait_for, waiting_jobs
 
 G = Generation.State
 R = ImageRequest.Status
@@ -559,3 +559,19 @@ def test_callbacks_naming_unheld_tasks_wake_a_refresh_once_per_lease(
 
     later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE + 1)
     assert actions.reconcile(client=answering(envelope(200)), now=later)["unclaimed_callbacks"] == 1
+
+
+@pytest.mark.parametrize(("waiting", "sent"), [(0, 4), (97, 3), (100, 0), (5000, 0)])
+def test_the_dispatcher_sends_no_more_than_the_broker_backlog_has_room_for(
+    requester, enqueued, monkeypatch, settings, waiting, sent
+):
+    settings.DISPATCH_MAX_BACKLOG = 100
+    monkeypatch.setattr("imagereview.jobs.get_broker", lambda: waiting_jobs(waiting))
+    new_request(requester, variants=4)
+    Generation.objects.update(next_attempt_at=timezone.now())
+    enqueued.clear()
+    counts = actions.reconcile(client=answering(envelope(200)))
+    assert counts["submit_generation"] == len(enqueued) == sent
+    # What was not sent stays due for the next pass.
+    due = Generation.objects.filter(next_attempt_at__lte=timezone.now()).count()
+    assert due == 4 - sent

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
 from imagereview.actions.requests import dispatch_lease, settle_request
-from imagereview.jobs import enqueue, enqueue_after_commit
+from imagereview.jobs import backlog, enqueue, enqueue_after_commit
 from imagereview.models import CallbackReceipt, Generation, ImageRequest
 from imagereview.providers.kie import KieClient
 from imagereview.transitions import lock, move, record_creation
@@ -40,21 +40,26 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
     }
     if submitting_open:
         due["submit_generation"] = Generation.objects.filter(state=G.QUEUED)
+    # Backpressure: work leased into a backlog the workers cannot reach within the lease is
+    # only sent again, so send no more than the backlog has room for.
+    room = max(0, settings.DISPATCH_MAX_BACKLOG - backlog())
     counts = {}
     for job, queryset in due.items():
+        size = min(_batch_size(job, on_trial=account.on_trial), room)
         with transaction.atomic():
             # Several dispatchers may run: each takes rows the others have not locked.
             ids = list(
                 queryset.filter(next_attempt_at__lte=now)
                 .select_for_update(skip_locked=True)
                 .order_by("next_attempt_at")
-                .values_list("pk", flat=True)[: _batch_size(job, on_trial=account.on_trial)]
+                .values_list("pk", flat=True)[:size]
             )
             # Leased: should the job be lost with its worker, it is due again after the lease.
             Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + dispatch_lease())
         for generation_id in ids:
             enqueue(job, generation_id)
         counts[job] = len(ids)
+        room -= len(ids)
     counts["unclaimed_callbacks"] = _wake_unclaimed_callbacks(now)
     # A halted account may not even answer queries: no task is judged quiet meanwhile.
     counts["timed_out"] = _time_out_quiet_generations(now) if submitting_open else 0
