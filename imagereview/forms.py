@@ -108,6 +108,20 @@ class GenerationRequestForm(forms.Form):
         return data
 
 
+def reference_problem(output: Asset) -> str | None:
+    """Why an output cannot go to the provider as a reference, if it cannot.
+
+    Outputs are stored under looser limits than references (up to 40 MB, 80 MP).
+    """
+    name = f"Output {output.pk} of request #{output.request_id}"
+    with output.file.open("rb") as stored:
+        try:
+            media.validate_reference(stored, name=name)
+        except media.BadImage as error:
+            return f"{error} Download it, make it smaller and upload that copy instead."
+    return None
+
+
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -158,7 +172,7 @@ class EditRequestForm(GenerationRequestForm):
                 f"At most {media.MAX_REFERENCES} reference images (you gave {given})."
             )
         errors = []
-        if self.source_output and (problem := self._source_problem()):
+        if self.source_output and (problem := reference_problem(self.source_output)):
             errors.append(problem)
         for upload in files:
             try:
@@ -168,20 +182,6 @@ class EditRequestForm(GenerationRequestForm):
         if errors:
             raise ValidationError(errors)
         return files
-
-    def _source_problem(self) -> str | None:
-        """Why the output being edited cannot go to the provider as a reference, if it cannot.
-
-        Outputs are stored under looser limits than references (up to 40 MB, 80 MP).
-        """
-        output = self.source_output
-        name = f"Output {output.pk} of request #{output.request_id}"
-        with output.file.open("rb") as stored:
-            try:
-                media.validate_reference(stored, name=name)
-            except media.BadImage as error:
-                return f"{error} Download it, make it smaller and upload that copy instead."
-        return None
 
     def request_fields(self) -> dict:
         data = super().request_fields()
@@ -235,6 +235,16 @@ class ChangesForm(forms.Form):
     comment = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
     )
+
+    def __init__(self, *args: object, output: Asset, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.output = output
+
+    def clean_edit_from_output(self) -> bool:
+        edit = self.cleaned_data["edit_from_output"]
+        if edit and (problem := reference_problem(self.output)):
+            raise ValidationError(problem)
+        return edit
 
     @staticmethod
     def initial_for(image_request: object) -> dict:

@@ -448,3 +448,29 @@ def test_request_changes_keeps_what_was_typed_on_an_error(requester, reviewer_cl
     assert (
         without_htmx.status_code == 422 and "add a hat</textarea>" in without_htmx.content.decode()
     )
+
+
+def test_an_edit_of_an_output_too_big_for_a_reference_is_refused(
+    requester, reviewer_client, monkeypatch
+):
+    from imagereview import media
+
+    item = request_in_review(requester, variants=1, prompt="a cat", real_images=True)
+    (output,) = outputs_of(item)
+    data = {
+        "prompt": "a cat in a hat",
+        "aspect_ratio": "1:1",
+        "resolution": "1K",
+        "output_format": "png",
+        "variants": "1",
+        "edit_from_output": "on",
+    }
+    monkeypatch.setattr(media, "MAX_REFERENCE_BYTES", 100)
+    response = reviewer_client.post(reverse("request_changes", args=[output.pk]), data)
+    assert response.status_code == 422
+    assert f"Output {output.pk} of request #{item.pk}" in response.content.decode()
+    assert not ImageRequest.objects.filter(parent=item).exists()
+
+    monkeypatch.undo()
+    response = reviewer_client.post(reverse("request_changes", args=[output.pk]), data)
+    assert ImageRequest.objects.get(parent=item).mode == ImageRequest.Mode.EDIT

@@ -283,7 +283,9 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         output.approvals = len(standing.approvals) if standing else 0
         output.mine = standing.decided_by_me if standing else ""
         output.seen = output.decisions.all()[0].pk if output.decisions.all() else 0
-        output.changes_form = ChangesForm(initial=initial, auto_id=_changes_id(output))
+        output.changes_form = ChangesForm(
+            initial=initial, auto_id=_changes_id(output), output=output
+        )
     references = list(image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"))
     return {
         "image_request": image_request,
@@ -378,7 +380,7 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
     output = get_object_or_404(
         Asset.objects.select_related("request"), pk=output_id, kind=Asset.Kind.OUTPUT
     )
-    form = ChangesForm(request.POST, auto_id=_changes_id(output))
+    form = ChangesForm(request.POST, auto_id=_changes_id(output), output=output)
     if form.is_valid():
         try:
             revision = actions.request_changes(

@@ -12,7 +12,8 @@ document.addEventListener("change", (event) => {
     image.alt = `reference ${index + 1}: ${file.name}`;
     const caption = document.createElement("span");
     const role = index === 0 && !editingOutput ? "edited" : "guide";
-    caption.textContent = `${role} · ${file.name} · ${(file.size / 1e6).toFixed(1)} MB`;
+    const size = file.size < 1e6 ? `${Math.ceil(file.size / 1e3)} KB` : `${(file.size / 1e6).toFixed(1)} MB`;
+    caption.textContent = `${role} · ${file.name} · ${size}`;
     item.append(image, caption);
     list.append(item);
   });
