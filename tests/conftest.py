@@ -47,6 +47,20 @@ def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(autouse=True)
+def fresh_rate_limits(settings) -> None:
+    """Start each test with no provider call reserved: Redis, unlike the database, keeps
+    reservations from one test to the next."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        stale = list(client.scan_iter(f"{settings.Q_CLUSTER['name']}:rate:*"))
+        if stale:
+            client.delete(*stale)
+        client.close()
+
+
+@pytest.fixture(autouse=True)
 def media_root(tmp_path: Path, settings) -> Path:
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
