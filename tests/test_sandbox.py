@@ -4,6 +4,8 @@ import hmac
 import io
 import json
 import queue
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -695,3 +697,16 @@ def test_seeded_faults_repeat() -> None:
 
     assert faults(7) == faults(7)
     assert faults(7) != faults(8)
+
+
+def test_a_client_that_dies_mid_request_leaves_no_traceback(
+    sandbox: SandboxServer, capfd: pytest.CaptureFixture
+) -> None:
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(b"GET /api/v1/chat/cre")
+        # Close with a reset, as the kernel does for a killed process with data unread.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.3)
+    assert "Traceback" not in capfd.readouterr().err
+    assert httpx.get(f"{sandbox.url}/sandbox/config", timeout=5).status_code == 200

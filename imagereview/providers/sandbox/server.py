@@ -17,6 +17,7 @@ import math
 import mimetypes
 import posixpath
 import random
+import sys
 import threading
 import time
 import uuid
@@ -289,6 +290,13 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sandbox: "SandboxServer") -> None:
         self.sandbox = sandbox
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that dies mid-request (a killed worker) is routine, not a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.info("client %s went away mid-request", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
