@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -52,6 +52,36 @@ class ImageRequestAdmin(admin.ModelAdmin):
         return obj.prompt[:80]
 
 
+class BillingRiskFilter(admin.SimpleListFilter):
+    """Generations whose cost may be more than what is recorded."""
+
+    title = "billing risk"
+    parameter_name = "risk"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            ("unanswered", "resubmitted after an unanswered create"),
+            ("duplicate", "duplicate task"),
+            ("estimated", "credits estimated"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet:
+        if self.value() == "unanswered":
+            # The first task may exist and be billed though no callback ever named it.
+            released = Event.objects.filter(
+                generation=OuterRef("pk"),
+                source="reconciler",
+                from_state=Generation.State.SUBMITTING,
+                to_state=Generation.State.QUEUED,
+            )
+            return queryset.filter(Exists(released))
+        if self.value() == "duplicate":
+            return queryset.exclude(duplicate_of=None)
+        if self.value() == "estimated":
+            return queryset.filter(credits_estimated=True)
+        return queryset
+
+
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
     list_display = (
@@ -68,7 +98,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "submitted_at",
         "completed_at",
     )
-    list_filter = ("state", "provider_state", "failure_code", "provider")
+    list_filter = ("state", BillingRiskFilter, "provider_state", "failure_code", "provider")
     search_fields = ("provider_task_id", "request__prompt", "=request__id")
     readonly_fields = (
         "callback_token",

@@ -1,10 +1,14 @@
 """The Django admin: every model listed, searchable by prompt and task id; records read-only."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from imagereview import actions
 from imagereview.models import CallbackReceipt, Decision, Event, Generation
+from imagereview.providers.kie import KieClient
 from tests.conftest import client_for, make_user
 
 MODELS = ["imagerequest", "generation", "asset", "decision", "callbackreceipt", "event"]
@@ -60,3 +64,23 @@ def test_records_cannot_be_added_or_deleted_by_hand(admin_client, two_requests, 
 def test_every_generation_is_born_with_an_event(two_requests):
     for generation in Generation.objects.all():
         assert generation.events.filter(from_state="", to_state="queued").count() == 1
+
+
+def test_generations_at_risk_of_unrecorded_cost_can_be_listed(admin_client, requester, settings):
+    params = {"aspect_ratio": "1:1", "resolution": "1K", "output_format": "png", "variants": 3}
+    unanswered, duplicate, estimated = actions.create_request(
+        requester=requester, prompt="a kite", **params
+    ).generations.all()
+    long_ago = timezone.now() - timedelta(seconds=settings.RECONCILE_SUBMITTING_GRACE + 1)
+    Generation.objects.filter(pk=unanswered.pk).update(state="submitting", updated_at=long_ago)
+    actions.reconcile(client=KieClient(api_base="http://127.0.0.1:9", upload_base="", api_key=""))
+    Generation.objects.filter(pk=duplicate.pk).update(duplicate_of=estimated)
+    Generation.objects.filter(pk=estimated.pk).update(credits_estimated=True)
+    url = reverse("admin:imagereview_generation_changelist")
+    for risk, generation in [
+        ("unanswered", unanswered),
+        ("duplicate", duplicate),
+        ("estimated", estimated),
+    ]:
+        listed = admin_client.get(url, {"risk": risk}).context["cl"].result_list
+        assert [g.pk for g in listed] == [generation.pk]
