@@ -61,6 +61,14 @@ def open_circuit(*, code: int | str, reason: str) -> None:
     log.error("provider account halted: %s %s", code, reason)
 
 
+def halt_on(error: ProviderError) -> bool:
+    """Open the circuit if `error` is of the class that halts the account; say whether it is."""
+    if error.action != Action.HALT:
+        return False
+    open_circuit(code=error.code, reason=error.message or error.meaning)
+    return True
+
+
 def close_circuit(*, note: str, actor: AbstractBaseUser | None = None) -> bool:
     """Let submission resume. Return whether the circuit was open."""
     with transaction.atomic():
@@ -123,8 +131,7 @@ def ensure_credits(*, client: KieClient, price: int) -> str:
         try:
             balance = client.credit_balance()
         except ProviderError as error:
-            if error.action == Action.HALT:
-                open_circuit(code=error.code, reason=error.message or error.meaning)
+            if halt_on(error):
                 return f"submissions are halted: {error.code}"
             return f"credit balance unknown: {error}"
         _store_balance(balance)

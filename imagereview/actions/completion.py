@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from imagereview import limits
-from imagereview.actions.account import open_circuit
+from imagereview.actions.account import halt_on
 from imagereview.actions.requests import dispatch_lease, settle_request
 from imagereview.jobs import enqueue_after_commit
 from imagereview.limits import backoff
@@ -203,8 +203,7 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
 def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderError) -> None:
     """Act on a failed recordInfo by the codes table: halt, fail the task, or ask again later."""
     log.warning("recordInfo for %s (generation %s) failed: %s", task_id, generation_id, error)
-    if error.action == Action.HALT:
-        open_circuit(code=error.code, reason=error.message or error.meaning)
+    halt_on(error)
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.provider_task_id != task_id:
@@ -251,9 +250,9 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
             return
         if generation.state not in (G.SUBMITTED, G.TIMED_OUT):
             return
-        generation.query_failures = 0
         if record.state in PENDING_STATES or not record.is_final:
             generation.provider_state = record.state[:16]
+            generation.query_failures = 0
             generation.next_attempt_at = now + poll_delay(generation, now)
             generation.save(
                 update_fields=["provider_state", "query_failures", "next_attempt_at", "updated_at"]

@@ -13,7 +13,7 @@ from django.utils import timezone
 from PIL import Image
 
 from imagereview import acceptance, media
-from imagereview.actions.account import open_circuit
+from imagereview.actions.account import halt_on
 from imagereview.actions.requests import settle_request
 from imagereview.limits import backoff
 from imagereview.models import Asset, Generation, ImageRequest
@@ -87,8 +87,7 @@ def _download(url: str, sink: IO[bytes], *, client: KieClient, policy: DownloadP
         try:
             fresh = client.fresh_download_url(url)
         except ProviderError as provider_error:
-            if provider_error.action == Action.HALT:
-                open_circuit(code=provider_error.code, reason=provider_error.message)
+            halt_on(provider_error)
             # Only the provider's "no" makes the link gone; a busy or halted provider is
             # asked again on the next try.
             gone = provider_error.action == Action.FAIL

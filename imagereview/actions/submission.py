@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagereview import limits
-from imagereview.actions.account import end_trial, ensure_credits, open_circuit
+from imagereview.actions.account import end_trial, ensure_credits, halt_on
 from imagereview.actions.completion import claim_task
 from imagereview.actions.requests import settle_request
 from imagereview.limits import backoff
@@ -135,8 +135,7 @@ def _requeue(generation_id: int, *, delay: timedelta) -> None:
 def _record_upload_failure(generation_id: int, error: ProviderError) -> None:
     """An upload makes no task: halt, fail on a refused file, or try again later."""
     log.warning("reference upload for generation %s failed: %s", generation_id, error)
-    if error.action == Action.HALT:
-        open_circuit(code=error.code, reason=error.message or error.meaning)
+    halt_on(error)
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.state != G.QUEUED:
@@ -176,15 +175,14 @@ def _record_submission(generation_id: int, task_id: str) -> bool:
             failure_code="",
             failure_message="",
         )
-    end_trial()
+        end_trial()
     log.info("generation %s submitted as task %s", generation_id, task_id)
     return True
 
 
 def _record_submit_failure(generation_id: int, error: ProviderError) -> None:
     log.warning("createTask for generation %s failed: %s (%s)", generation_id, error, error.action)
-    if error.action == Action.HALT:
-        open_circuit(code=error.code, reason=error.message or error.meaning)
+    halt_on(error)
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.state != G.SUBMITTING:
