@@ -109,15 +109,19 @@ def inspect_image(
         # A multi-picture JPEG (as many phones write) is a JPEG to everyone but Pillow.
         kind = "JPEG" if image.format == "MPO" else image.format or ""
         width, height = image.size
-    digest = hashlib.sha256()
+    sha256, size = digest(stream)
+    stream.seek(0)
+    return ImageFacts(sha256=sha256, bytes=size, width=width, height=height, format=kind)
+
+
+def digest(stream: IO[bytes]) -> tuple[str, int]:
+    """The sha256 and size of what is left in a stream, read a megabyte at a time."""
+    hashed = hashlib.sha256()
     size = 0
     for chunk in iter(lambda: stream.read(1024 * 1024), b""):
-        digest.update(chunk)
+        hashed.update(chunk)
         size += len(chunk)
-    stream.seek(0)
-    return ImageFacts(
-        sha256=digest.hexdigest(), bytes=size, width=width, height=height, format=kind
-    )
+    return hashed.hexdigest(), size
 
 
 def validate_reference(upload: IO[bytes], *, name: str) -> ImageFacts:

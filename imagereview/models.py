@@ -1,4 +1,6 @@
+import base64
 import secrets
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -84,6 +86,8 @@ class ImageRequest(models.Model):
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
     acceptance_rules = models.JSONField(default=dict, blank=True)
+    # Publish each output as it is approved: None follows the PUBLISH_ON_APPROVAL setting.
+    auto_publish = models.BooleanField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.GENERATING, db_index=True
     )
@@ -304,6 +308,171 @@ class CallbackReceipt(models.Model):
         return f"callback {self.pk} for {self.task_id or '?'} ({self.outcome})"
 
 
+class Publication(models.Model):
+    """An approved output copied to a publish target under a stable name, manifest beside it.
+
+    One per output and target: publishing twice finds the first. The job that copies the
+    file may run twice or be killed mid-copy; it always writes the same key, so a target
+    ends with one file, whose sha256 is checked after it landed.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Publishing"
+        PUBLISHED = "published", "Published"
+        FAILED = "failed", "Publishing failed"
+        RETRACTED = "retracted", "Retracted"
+
+    output = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="publications")
+    request = models.ForeignKey(ImageRequest, on_delete=models.CASCADE, related_name="publications")
+    target = models.CharField(max_length=32)
+    key = models.CharField(max_length=500)
+    manifest_key = models.CharField(max_length=500)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    # Of the file as published, which carries Content Credentials the stored output lacks.
+    sha256 = models.CharField(max_length=64, blank=True)
+    bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    # "signed", or "skipped" with the reason in credentials_note: never silently dropped.
+    credentials = models.CharField(max_length=16, blank=True)
+    credentials_note = models.TextField(blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    failure_message = models.TextField(blank=True)
+    retracted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retract_reason = models.TextField(blank=True)
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    # Set once the retracted file is gone from the target and its manifest says why.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["output", "target"], name="one_publication_per_target"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"publication {self.pk} of output {self.output_id} to {self.target} ({self.state})"
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class WebhookEndpoint(models.Model):
+    """A subscriber's URL, told of the event types it asks for, signed with its own secret."""
+
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    secret = models.CharField(max_length=100, default=new_webhook_secret)
+    # Empty: every event type.
+    event_types = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    # Set when a delivery ran out of attempts; cleared by the next successful one.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+def new_webhook_event_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class WebhookEvent(models.Model):
+    """Something subscribers are told of. Its `event_id` is the `webhook-id` of every attempt
+    to every endpoint, so receivers can drop what they already have."""
+
+    event_id = models.CharField(max_length=40, unique=True, default=new_webhook_event_id)
+    type = models.CharField(max_length=48, db_index=True)
+    payload = models.JSONField()
+    request = models.ForeignKey(
+        ImageRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One event on its way to one endpoint."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "endpoint"], name="one_delivery_per_endpoint"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.endpoint} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: what came back and how long it took."""
+
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    number = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}: {self.status_code or self.error}"
+
+
 class Event(models.Model):
     """The audit log: every state change, what caused it, from and to."""
 
@@ -312,6 +481,9 @@ class Event(models.Model):
     )
     generation = models.ForeignKey(
         Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    publication = models.ForeignKey(
+        Publication, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     subject = models.CharField(max_length=16)
     from_state = models.CharField(max_length=20, blank=True)

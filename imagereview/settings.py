@@ -244,6 +244,62 @@ RECONCILE_GIVE_UP = envint("RECONCILE_GIVE_UP", "900")
 # Review policy.
 REVIEW_FORBID_SELF_APPROVAL = envbool("REVIEW_FORBID_SELF_APPROVAL", "true")
 
+# Publishing. Each target is a Django storage (STORAGES["publish-<name>"]): a local folder
+# always, and an S3-compatible bucket through django-storages when PUBLISH_S3_BUCKET is set.
+PUBLISH_ROOT = Path(os.environ.get("PUBLISH_ROOT", VAR_DIR / "published"))
+STORAGES["publish-local"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": PUBLISH_ROOT, "base_url": None, "allow_overwrite": True},
+}
+PUBLISH_S3_BUCKET = os.environ.get("PUBLISH_S3_BUCKET", "")
+if PUBLISH_S3_BUCKET:
+    STORAGES["publish-s3"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PUBLISH_S3_BUCKET,
+            "endpoint_url": os.environ.get("PUBLISH_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("PUBLISH_S3_REGION") or None,
+            "access_key": os.environ.get("PUBLISH_S3_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("PUBLISH_S3_SECRET_ACCESS_KEY") or None,
+            "location": os.environ.get("PUBLISH_S3_PREFIX", ""),
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
+PUBLISH_TARGETS = [
+    alias.removeprefix("publish-") for alias in STORAGES if alias.startswith("publish-")
+]
+# Where the publish button sends an output: the bucket when there is one.
+PUBLISH_DEFAULT_TARGET = os.environ.get(
+    "PUBLISH_DEFAULT_TARGET", "s3" if PUBLISH_S3_BUCKET else "local"
+)
+# Publish every output as it is approved (a request's own setting wins).
+PUBLISH_ON_APPROVAL = envbool("PUBLISH_ON_APPROVAL", "false")
+# Manifests name reviewers only when this is on; otherwise they give the reviewer's role.
+MANIFEST_REVIEWER_NAMES = envbool("MANIFEST_REVIEWER_NAMES", "false")
+PUBLISH_MAX_ATTEMPTS = envint("PUBLISH_MAX_ATTEMPTS", "6")
+
+# Content Credentials (C2PA) in published PNG and JPEG files. Without a key and certificate
+# chain a local test CA and signer are made on first use, under var/, marked as untrusted.
+C2PA_SIGNING_KEY = os.environ.get("C2PA_SIGNING_KEY", "")
+C2PA_CERTIFICATE_CHAIN = os.environ.get("C2PA_CERTIFICATE_CHAIN", "")
+C2PA_TIMESTAMP_URL = os.environ.get("C2PA_TIMESTAMP_URL", "")
+C2PA_LOCAL_DIR = Path(os.environ.get("C2PA_LOCAL_DIR", VAR_DIR / "c2pa"))
+C2PA_ENABLED = envbool("C2PA_ENABLED", "true")
+
+# Downstream webhooks (Standard Webhooks). Seconds to wait before each retry after the first
+# attempt: Svix's schedule, about a day in all.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(seconds)
+    for seconds in envlist("WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000")
+]
+WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", "15")
+# Endpoints on loopback addresses (a receiver on this machine) only outside production;
+# private and link-local addresses never, and only https in production.
+WEBHOOK_ALLOW_LOOPBACK = envbool("WEBHOOK_ALLOW_LOOPBACK", "false" if PRODUCTION else "true")
+WEBHOOK_REQUIRE_HTTPS = envbool("WEBHOOK_REQUIRE_HTTPS", "true" if PRODUCTION else "false")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

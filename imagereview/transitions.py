@@ -1,4 +1,4 @@
-"""Every state change of a request or a generation goes through `move`.
+"""Every state change of a request, a generation or a publication goes through `move`.
 
 It checks the change is allowed, saves the state with the fields that go with it, and writes
 the audit event in the same transaction.
@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from imagereview.models import Event, Generation, ImageRequest
+from imagereview.models import Event, Generation, ImageRequest, Publication
 
 G = Generation.State
 R = ImageRequest.Status
-Row = TypeVar("Row", Generation, ImageRequest)
+P = Publication.State
+Row = TypeVar("Row", Generation, ImageRequest, Publication)
+Stateful = Generation | ImageRequest | Publication
 
 ALLOWED: dict[type, dict[str, set[str]]] = {
     Generation: {
@@ -34,6 +36,13 @@ ALLOWED: dict[type, dict[str, set[str]]] = {
         R.CHANGES_REQUESTED: set(),
         R.FAILED: {R.GENERATING, R.IN_REVIEW},
     },
+    Publication: {
+        P.PENDING: {P.PUBLISHED, P.FAILED},
+        P.PUBLISHED: {P.RETRACTED},
+        # An admin may try a failed publication again.
+        P.FAILED: {P.PENDING},
+        P.RETRACTED: set(),
+    },
 }
 
 
@@ -46,16 +55,29 @@ def lock(model: type[Row], pk: int) -> Row | None:
     return model.objects.select_for_update().filter(pk=pk).first()
 
 
-def state_of(obj: Generation | ImageRequest) -> str:
-    return obj.state if isinstance(obj, Generation) else obj.status
+def _state_field(obj: Stateful) -> str:
+    return "status" if isinstance(obj, ImageRequest) else "state"
 
 
-def can_move(obj: Generation | ImageRequest, to: str) -> bool:
+def state_of(obj: Stateful) -> str:
+    return getattr(obj, _state_field(obj))
+
+
+def _event_fields(obj: Stateful) -> dict[str, Any]:
+    """The audit event's subject and the rows it belongs to."""
+    if isinstance(obj, Generation):
+        return {"subject": "generation", "request_id": obj.request_id, "generation_id": obj.pk}
+    if isinstance(obj, Publication):
+        return {"subject": "publication", "request_id": obj.request_id, "publication_id": obj.pk}
+    return {"subject": "request", "request_id": obj.pk}
+
+
+def can_move(obj: Stateful, to: str) -> bool:
     return to in ALLOWED[type(obj)][state_of(obj)]
 
 
 def move(
-    obj: Generation | ImageRequest,
+    obj: Stateful,
     to: str,
     *,
     source: str,
@@ -73,19 +95,13 @@ def move(
     before = state_of(obj)
     if not can_move(obj, to):
         raise TransitionNotAllowed(f"{type(obj).__name__} {obj.pk}: {before} -> {to}")
-    state_field = "state" if isinstance(obj, Generation) else "status"
+    state_field = _state_field(obj)
     setattr(obj, state_field, to)
     for name, value in changes.items():
         setattr(obj, name, value)
     obj.save(update_fields=[state_field, "updated_at", *changes])
-    if isinstance(obj, Generation):
-        request_id, generation_id, subject = obj.request_id, obj.pk, "generation"
-    else:
-        request_id, generation_id, subject = obj.pk, None, "request"
     return Event.objects.create(
-        request_id=request_id,
-        generation_id=generation_id,
-        subject=subject,
+        **_event_fields(obj),
         from_state=before,
         to_state=to,
         actor=actor,
@@ -95,15 +111,13 @@ def move(
 
 
 def record_creation(
-    obj: Generation | ImageRequest, *, source: str, actor: AbstractBaseUser | None = None
+    obj: Stateful, *, source: str, actor: AbstractBaseUser | None = None, note: str = ""
 ) -> Event:
     """Record the birth of `obj` in its first state."""
-    is_generation = isinstance(obj, Generation)
     return Event.objects.create(
-        request_id=obj.request_id if is_generation else obj.pk,
-        generation_id=obj.pk if is_generation else None,
-        subject="generation" if is_generation else "request",
+        **_event_fields(obj),
         to_state=state_of(obj),
+        note=note[:2000],
         actor=actor,
         source=source,
     )

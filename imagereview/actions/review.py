@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from imagereview.models import Asset, Decision, ImageRequest
 from imagereview.transitions import lock, move
+from imagereview.verdicts import counting_rows, standings
 
 log = logging.getLogger(__name__)
 
@@ -41,45 +42,11 @@ class DecisionConflict(DecisionRefused):
     """Someone else decided the same output since this reviewer looked at it."""
 
 
-@dataclass
-class OutputTally:
-    """Where one output stands: the latest counting verdict of each reviewer."""
-
-    approvals: set[int] = field(default_factory=set)
-    rejected: bool = False
-    changes: bool = False
-    decided_by_me: str = ""
-
-    @property
-    def verdict(self) -> str:
-        if self.rejected:
-            return V.REJECT
-        if self.changes:
-            return V.CHANGES
-        return V.APPROVE if self.approvals else ""
-
-
 def tally(image_request: ImageRequest, *, viewer: AbstractBaseUser | None = None) -> dict:
     """Each output's standing, from the decisions that count (latest per reviewer, not undone)."""
-    latest: dict[tuple[int, int | None], str] = {}
-    for output_id, reviewer_id, verdict in (
-        Decision.objects.filter(output__request=image_request, undone_at__isnull=True)
-        .order_by("created_at", "id")
-        .values_list("output_id", "reviewer_id", "verdict")
-    ):
-        latest[(output_id, reviewer_id)] = verdict
-    tallies: dict[int, OutputTally] = {}
-    for (output_id, reviewer_id), verdict in latest.items():
-        standing = tallies.setdefault(output_id, OutputTally())
-        if verdict == V.APPROVE:
-            standing.approvals.add(reviewer_id)
-        elif verdict == V.REJECT:
-            standing.rejected = True
-        else:
-            standing.changes = True
-        if viewer is not None and reviewer_id == viewer.pk:
-            standing.decided_by_me = verdict
-    return tallies
+    return standings(
+        counting_rows(output__request=image_request), viewer_id=viewer.pk if viewer else None
+    )
 
 
 def latest_verdicts(image_request: ImageRequest) -> dict[int, str]:
@@ -377,15 +344,13 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
 def _standing(image_request: ImageRequest) -> str:
     """The status the decisions that count put the request in: decided, or still in review."""
     outputs = list(image_request.assets.filter(kind=Asset.Kind.OUTPUT).values_list("pk", flat=True))
-    standings = tally(image_request)
+    standing_of = tally(image_request)
     approved = sum(
         1
         for pk in outputs
-        if pk in standings
-        and not standings[pk].rejected
-        and len(standings[pk].approvals) >= image_request.required_approvals
+        if pk in standing_of and standing_of[pk].approved(image_request.required_approvals)
     )
-    rejected = sum(1 for pk in outputs if pk in standings and standings[pk].rejected)
+    rejected = sum(1 for pk in outputs if pk in standing_of and standing_of[pk].rejected)
     if approved >= image_request.approval_quota:
         return R.APPROVED
     if len(outputs) - rejected < image_request.approval_quota:

@@ -1,0 +1,63 @@
+"""Where an output stands, from the decisions that count: each reviewer's latest verdict,
+undone ones left out. Pure: the callers fetch the decision rows, for one request or many."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from imagereview.models import Decision
+
+V = Decision.Verdict
+# (output_id, reviewer_id, verdict), oldest first.
+DecisionRow = tuple[int, int | None, str]
+
+
+@dataclass
+class OutputTally:
+    """Where one output stands: the latest counting verdict of each reviewer."""
+
+    approvals: set[int] = field(default_factory=set)
+    rejected: bool = False
+    changes: bool = False
+    decided_by_me: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.rejected:
+            return V.REJECT
+        if self.changes:
+            return V.CHANGES
+        return V.APPROVE if self.approvals else ""
+
+    def approved(self, required_approvals: int) -> bool:
+        """Approved by enough distinct reviewers, and rejected by none."""
+        return not self.rejected and len(self.approvals) >= required_approvals
+
+
+def standings(
+    rows: Iterable[DecisionRow], *, viewer_id: int | None = None
+) -> dict[int, OutputTally]:
+    """Each output's standing from its counting decisions, given oldest first."""
+    latest: dict[tuple[int, int | None], str] = {}
+    for output_id, reviewer_id, verdict in rows:
+        latest[(output_id, reviewer_id)] = verdict
+    tallies: dict[int, OutputTally] = {}
+    for (output_id, reviewer_id), verdict in latest.items():
+        standing = tallies.setdefault(output_id, OutputTally())
+        if verdict == V.APPROVE:
+            standing.approvals.add(reviewer_id)
+        elif verdict == V.REJECT:
+            standing.rejected = True
+        else:
+            standing.changes = True
+        if viewer_id is not None and reviewer_id == viewer_id:
+            standing.decided_by_me = verdict
+    return tallies
+
+
+def counting_rows(**filters: object) -> Iterable[DecisionRow]:
+    """The decisions that count, oldest first, as rows for `standings`."""
+    return (
+        Decision.objects.filter(undone_at__isnull=True, **filters)
+        .order_by("created_at", "id")
+        .values_list("output_id", "reviewer_id", "verdict")
+    )
