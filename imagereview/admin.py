@@ -1,9 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from imagereview import actions
+from imagereview.actions import publishing, webhooks
+from imagereview.forms import WebhookEndpointForm
 from imagereview.jobs import enqueue
 from imagereview.models import (
     Asset,
@@ -13,6 +15,11 @@ from imagereview.models import (
     Generation,
     ImageRequest,
     ProviderAccount,
+    Publication,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 
 
@@ -146,12 +153,24 @@ class AssetAdmin(admin.ModelAdmin):
     list_filter = ("kind", "content_type")
     search_fields = ("sha256", "=request__id", "generation__provider_task_id")
     raw_id_fields = ("request", "generation")
+    actions = ["publish"]
 
     @admin.display(description="")
     def preview(self, obj: Asset) -> str:
         if not obj.thumbnail:
             return ""
         return format_html('<img src="/assets/{}/thumb/" height="48" alt="">', obj.pk)
+
+    @admin.action(description="Publish the selected approved outputs (default target)")
+    def publish(self, request: HttpRequest, queryset: QuerySet[Asset]) -> None:
+        published = 0
+        for output in queryset.filter(kind=Asset.Kind.OUTPUT).select_related("request"):
+            try:
+                publishing.publish(output=output, actor=request.user, source="admin")
+                published += 1
+            except publishing.PublishRefused as refused:
+                self.message_user(request, str(refused), level=messages.ERROR)
+        self.message_user(request, f"{published} output(s) on their way to publication.")
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -219,3 +238,135 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
         if actions.close_circuit(note="resumed by an admin", actor=request.user):
             self.message_user(request, "Submissions resume.")
+
+
+class FailingFilter(admin.SimpleListFilter):
+    title = "health"
+    parameter_name = "failing"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "failing"), ("no", "not failing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(failing_since__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ("id", "url", "description", "event_types", "active", "failing_since")
+    list_filter = ("active", FailingFilter)
+    search_fields = ("url", "description")
+    readonly_fields = ("secret", "failing_since", "created_by", "created_at", "updated_at")
+    actions = ["redeliver_failed"]
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Redeliver the failed deliveries of the selected endpoints")
+    def redeliver_failed(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        count = sum(
+            webhooks.redeliver_failed(endpoint_id=endpoint_id, actor=request.user)
+            for endpoint_id in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{count} failed deliveries sent again.")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(RecordAdmin):
+    list_display = ("id", "event_id", "type", "request_id", "created_at")
+    list_filter = ("type", "created_at")
+    search_fields = ("=event_id", "=request__id")
+    raw_id_fields = ("request",)
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    fields = ("number", "created_at", "status_code", "duration_ms", "error", "response_excerpt")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(RecordAdmin):
+    list_display = (
+        "id",
+        "event",
+        "endpoint",
+        "state",
+        "attempts",
+        "last_status",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_filter = ("state", "endpoint", "event__type", "created_at")
+    search_fields = ("=event__event_id", "endpoint__url")
+    list_select_related = ("event", "endpoint")
+    raw_id_fields = ("event", "endpoint")
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    @admin.action(description="Redeliver the selected deliveries (same webhook-id)")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        sent = [
+            delivery_id
+            for delivery_id, state in queryset.values_list("pk", "state")
+            if state != WebhookDelivery.State.PENDING
+            and webhooks.redeliver(delivery_id=delivery_id, actor=request.user)
+        ]
+        self.message_user(request, f"{len(sent)} deliveries sent again.")
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(RecordAdmin):
+    list_display = (
+        "id",
+        "delivery_id",
+        "number",
+        "status_code",
+        "duration_ms",
+        "error",
+        "created_at",
+    )
+    list_filter = ("status_code", "created_at")
+    search_fields = ("=delivery__event__event_id", "error")
+    raw_id_fields = ("delivery",)
+
+
+@admin.register(Publication)
+class PublicationAdmin(RecordAdmin):
+    """Publications are made and retracted through their actions, never edited by hand."""
+
+    list_display = (
+        "id",
+        "output_id",
+        "request_id",
+        "target",
+        "key",
+        "state",
+        "credentials",
+        "published_at",
+        "retracted_at",
+    )
+    list_filter = ("state", "target", "credentials", "published_at")
+    search_fields = ("key", "sha256", "=request__id", "=output__id")
+    raw_id_fields = ("output", "request", "requested_by", "retracted_by")
+    actions = ["retry"]
+
+    @admin.action(description="Try the selected failed publications again")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Publication]) -> None:
+        retried = 0
+        for publication_id in queryset.filter(state=Publication.State.FAILED).values_list(
+            "pk", flat=True
+        ):
+            publishing.retry_publication(publication_id=publication_id, actor=request.user)
+            retried += 1
+        self.message_user(request, f"{retried} publication(s) tried again.")

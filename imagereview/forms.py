@@ -4,15 +4,21 @@ from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import pluralize
 
 from imagereview import media
+from imagereview.actions.webhooks import EVENT_TYPES
 from imagereview.models import (
     MAX_PROMPT_LENGTH,
     MAX_VARIANTS,
     AspectRatio,
     Asset,
     Decision,
+    ImageRequest,
     OutputFormat,
     Resolution,
+    WebhookEndpoint,
 )
+from imagereview.providers.downloads import UnsafeURL
+from imagereview.providers.webhooks import check_endpoint_url
+from imagereview.queries.outcomes import PUBLISHED, STATUS_WORDS
 
 # Which acceptance checks may reject an output on their own, per mode. An edit may also be
 # rejected for coming back as its reference unchanged: a near-copy measures under 1 of 255
@@ -275,3 +281,101 @@ class QueueFilterForm(forms.Form):
         choices=[("oldest", "Oldest first"), ("newest", "Newest first")], required=False
     )
     after = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+
+
+class PublishForm(forms.Form):
+    """Publish an approved output: to the default target unless another is named."""
+
+    target = forms.CharField(required=False, max_length=32)
+
+    def clean_target(self) -> str:
+        from django.conf import settings
+
+        target = self.cleaned_data["target"] or settings.PUBLISH_DEFAULT_TARGET
+        if target not in settings.PUBLISH_TARGETS:
+            raise ValidationError(
+                f"Choose a publish target: {', '.join(settings.PUBLISH_TARGETS)}."
+            )
+        return target
+
+
+class RetractForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        error_messages={"required": "Say why the publication is retracted."},
+    )
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """Where events go and which of them; the secret is made, and rotated, by the app."""
+
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=list(EVENT_TYPES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Events",
+        help_text="None ticked: every event, including kinds added later.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "description", "event_types", "active"]
+        labels = {"active": "Active: send events to this endpoint"}
+        help_texts = {"description": "Who receives these events, for the list of endpoints."}
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            check_endpoint_url(url)
+        except UnsafeURL as error:
+            raise ValidationError(f"This URL cannot receive webhooks: {error}.") from error
+        return url
+
+
+class LibraryFilterForm(forms.Form):
+    """The library's filters; each one left empty matches everything."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search prompts")
+    state = forms.ChoiceField(
+        choices=[("", "Any state"), *STATUS_WORDS.items(), (PUBLISHED, "Published")],
+        required=False,
+    )
+    mode = forms.ChoiceField(choices=[("", "Any mode"), *ImageRequest.Mode.choices], required=False)
+    requester = forms.CharField(required=False, max_length=150)
+    created_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    published = forms.ChoiceField(
+        choices=[("", "Published or not"), ("yes", "Published"), ("no", "Not published")],
+        required=False,
+    )
+    after = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, end = data.get("created_from"), data.get("created_to")
+        if start and end and start > end:
+            self.add_error("created_to", "The end date is before the start date.")
+        return data
+
+
+class LibrarySelectionForm(forms.Form):
+    """Requests ticked in the library, and what an export of them takes."""
+
+    requests = forms.TypedMultipleChoiceField(coerce=int, required=False)
+    include = forms.ChoiceField(
+        choices=[("approved", "Approved outputs"), (PUBLISHED, "Published outputs only")],
+        required=False,
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id may be posted; ids the person may not see simply match nothing.
+        self.fields["requests"].valid_value = lambda value: str(value).isdigit()
+
+    def clean_include(self) -> str:
+        return self.cleaned_data["include"] or "approved"

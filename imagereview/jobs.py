@@ -1,10 +1,17 @@
 """Enqueueing background jobs (the entry points live in `tasks.py`)."""
 
+from datetime import timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
+
+
+def dispatch_lease() -> timedelta:
+    """How long sent work waits on its job before the dispatcher sends it again."""
+    return timedelta(seconds=settings.DISPATCH_LEASE)
 
 
 def enqueue(job: str, *args: object) -> None:

@@ -5,6 +5,7 @@ has moved on.
 """
 
 from imagereview import actions
+from imagereview.actions import webhooks
 from imagereview.providers.kie import client_from_settings
 
 
@@ -26,3 +27,19 @@ def store_outputs(generation_id: int) -> None:
 def reconcile() -> dict[str, int]:
     with client_from_settings() as client:
         return actions.reconcile(client=client)
+
+
+def publish_output(publication_id: int) -> None:
+    from imagereview.actions import publishing
+
+    publishing.run_publication(publication_id=publication_id)
+
+
+def withdraw_publication(publication_id: int) -> None:
+    from imagereview.actions import publishing
+
+    publishing.withdraw(publication_id=publication_id)
+
+
+def deliver_webhook(delivery_id: int) -> None:
+    webhooks.deliver(delivery_id=delivery_id)

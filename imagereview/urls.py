@@ -2,7 +2,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from imagereview.views import assets, batch, callbacks, operations, requests, review
+from imagereview.views import (
+    assets,
+    batch,
+    callbacks,
+    library,
+    operations,
+    publishing,
+    requests,
+    review,
+    webhooks,
+)
 
 urlpatterns = [
     path("", requests.home, name="home"),
@@ -19,12 +29,47 @@ urlpatterns = [
     path("review/outputs/<int:output_id>/decide/", review.decide, name="decide"),
     path("review/outputs/<int:output_id>/changes/", review.request_changes, name="request_changes"),
     path("review/decisions/<int:decision_id>/undo/", review.undo, name="undo_decision"),
+    path("library/", library.library, name="library"),
+    path("library/export/", library.export_zip, name="library_export"),
+    path("library/publish/", library.publish_selected, name="library_publish"),
     path("assets/<int:asset_id>/<str:variant>/", assets.asset_file, name="asset_file"),
+    path("outputs/<int:output_id>/publish/", publishing.publish_output, name="publish_output"),
+    path(
+        "outputs/<int:output_id>/publication/",
+        publishing.publication_panel,
+        name="publication_panel",
+    ),
+    path(
+        "publications/<int:publication_id>/retract/",
+        publishing.retract_publication,
+        name="retract_publication",
+    ),
+    path(
+        "publications/<int:publication_id>/file/",
+        publishing.published_file,
+        name="published_file",
+    ),
     path(
         "callbacks/kie/<int:generation_id>/<str:token>/",
         callbacks.provider_callback,
         name="provider_callback",
     ),
     path("operations/resume/", operations.resume_submissions, name="resume_submissions"),
+    path("webhooks/", webhooks.endpoint_list, name="webhook_endpoints"),
+    path("webhooks/new/", webhooks.new_endpoint, name="new_webhook_endpoint"),
+    path("webhooks/<int:endpoint_id>/", webhooks.endpoint_detail, name="webhook_endpoint"),
+    path(
+        "webhooks/<int:endpoint_id>/rotate/", webhooks.rotate_secret, name="rotate_webhook_secret"
+    ),
+    path(
+        "webhooks/<int:endpoint_id>/redeliver/",
+        webhooks.redeliver_failed,
+        name="redeliver_failed_webhooks",
+    ),
+    path(
+        "webhooks/deliveries/<int:delivery_id>/redeliver/",
+        webhooks.redeliver,
+        name="redeliver_webhook",
+    ),
     path("admin/", admin.site.urls),
 ]

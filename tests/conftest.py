@@ -1,5 +1,6 @@
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,6 +180,8 @@ def cluster_env(live_server, sandbox: SandboxServer, settings, tmp_path: Path) -
         "KIE_UPLOAD_BASE": sandbox.url,
         "PUBLIC_BASE_URL": live_server.url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PUBLISH_ROOT": str(settings.PUBLISH_ROOT),
+        "C2PA_LOCAL_DIR": str(settings.C2PA_LOCAL_DIR),
         "Q_WORKERS": "2",
         "LOG_LEVEL": "INFO",
     }
@@ -219,3 +222,56 @@ def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.1, message
             return result
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message or condition}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def c2pa_local_signer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One local test signer for the whole run, outside var/."""
+    from django.conf import settings
+
+    settings.C2PA_LOCAL_DIR = tmp_path_factory.mktemp("c2pa")
+    return settings.C2PA_LOCAL_DIR
+
+
+@pytest.fixture(autouse=True)
+def publish_root(tmp_path: Path, settings) -> Path:
+    """The local publish target of each test, in its own folder."""
+    root = tmp_path / "published"
+    storages = {**settings.STORAGES}
+    storages["publish-local"] = {
+        **storages["publish-local"],
+        "OPTIONS": {**storages["publish-local"]["OPTIONS"], "location": root},
+    }
+    settings.STORAGES = storages
+    settings.PUBLISH_ROOT = root
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator:
+    from tests.s3_server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_target(s3_server, settings, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket on the S3 server, configured as the publish target "s3"."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"publish-{name}-{os.getpid()}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    settings.STORAGES = {**settings.STORAGES, "publish-s3": s3_server.storage_settings(bucket)}
+    settings.PUBLISH_TARGETS = [*settings.PUBLISH_TARGETS, "s3"]
+    return bucket
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator:
+    """A real webhook receiver on 127.0.0.1 that verifies every signature it gets."""
+    from tests.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()

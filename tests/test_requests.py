@@ -147,7 +147,7 @@ def test_request_detail_shows_the_review_policy(requester_client, requester):
         requester=requester, prompt="p", variants=4, required_approvals=3, approval_quota=2
     )
     body = requester_client.get(image_request.get_absolute_url()).content.decode()
-    assert "2 approved of 4 variants; 3 approvals per output" in body
+    assert "Needs 2 approved outputs, 0 so far; each output needs 3 approvals" in body
 
 
 def test_prompt_markup_is_shown_as_text(requester_client, requester):

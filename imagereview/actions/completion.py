@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from imagereview import limits
 from imagereview.actions.account import halt_on
-from imagereview.actions.requests import dispatch_lease, settle_request
-from imagereview.jobs import enqueue_after_commit
+from imagereview.actions.requests import settle_request
+from imagereview.jobs import dispatch_lease, enqueue_after_commit
 from imagereview.limits import backoff
 from imagereview.models import CallbackReceipt, Generation
 from imagereview.providers.errors import Action, ProviderError

@@ -3,7 +3,8 @@
 It runs every second in the dispatcher process (and every minute as a django-q2 schedule, as
 a safety net): it sends queued work within the provider's limits, asks about quiet tasks,
 retries stores, gives up on tasks that never finish and resubmits creates whose outcome
-stayed unknown past a grace period.
+stayed unknown past a grace period; and it sends again webhook deliveries, publications and
+withdrawals whose job was lost or whose retry is due.
 """
 
 import logging
@@ -16,8 +17,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
-from imagereview.actions.requests import dispatch_lease, settle_request
-from imagereview.jobs import backlog, enqueue, enqueue_after_commit
+from imagereview.actions.publishing import send_due_publications
+from imagereview.actions.requests import settle_request
+from imagereview.actions.webhooks import send_due_deliveries
+from imagereview.jobs import backlog, dispatch_lease, enqueue, enqueue_after_commit
 from imagereview.models import CallbackReceipt, Generation, ImageRequest
 from imagereview.providers.kie import KieClient
 from imagereview.transitions import lock, move, record_creation
@@ -60,6 +63,9 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
             enqueue(job, generation_id)
         counts[job] = len(ids)
         room -= len(ids)
+    counts["deliver_webhook"] = send_due_deliveries(now, limit=room)
+    room -= counts["deliver_webhook"]
+    counts["publish"] = send_due_publications(now, limit=room)
     counts["unclaimed_callbacks"] = _wake_unclaimed_callbacks(now)
     # A halted account may not even answer queries: no task is judged quiet meanwhile.
     counts["timed_out"] = _time_out_quiet_generations(now) if submitting_open else 0

@@ -3,7 +3,6 @@
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO
 
 from django.conf import settings
@@ -14,8 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagereview import media
+from imagereview.actions import webhooks
 from imagereview.actions.review import apply_acceptance_rules
-from imagereview.jobs import enqueue_after_commit
+from imagereview.jobs import dispatch_lease, enqueue_after_commit
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.transitions import lock, move, record_creation
 
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 
 G = Generation.State
 R = ImageRequest.Status
-
-
-def dispatch_lease() -> timedelta:
-    return timedelta(seconds=settings.DISPATCH_LEASE)
 
 
 @dataclass(frozen=True)
@@ -143,3 +139,21 @@ def settle_request(request_id: int) -> None:
         apply_acceptance_rules(image_request)
     elif image_request.status == R.GENERATING:
         move(image_request, R.FAILED, source="cluster", note="no generation succeeded")
+        failures = image_request.generations.values("variant", "failure_code", "failure_message")
+        webhooks.emit(
+            "request.failed",
+            {
+                "request_id": image_request.pk,
+                "request_url": settings.PUBLIC_BASE_URL + image_request.get_absolute_url(),
+                "prompt": image_request.prompt,
+                "failures": [
+                    {
+                        "variant": f["variant"],
+                        "code": f["failure_code"],
+                        "message": f["failure_message"],
+                    }
+                    for f in failures
+                ],
+            },
+            request_id=image_request.pk,
+        )

@@ -14,9 +14,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from imagereview.models import Asset, Decision, ImageRequest
+from imagereview.actions import webhooks
+from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.transitions import lock, move
-from imagereview.verdicts import counting_rows, standings
+from imagereview.verdicts import OutputTally, counting_rows, standings
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +180,64 @@ def _record_decision(
             f"({newer.get_verdict_display().lower()}) while you were looking at it. "
             "Review their decision, then decide again."
         )
+    before = _standing_of(output)
     decision = Decision.objects.create(
         output=output, reviewer=reviewer, verdict=verdict, reason=reason, comment=comment
     )
+    _announce(image_request, output, before, decision)
     _settle_review(image_request, reviewer)
     return decision
+
+
+def _standing_of(output: Asset) -> OutputTally | None:
+    return standings(counting_rows(output=output)).get(output.pk)
+
+
+def _announce(
+    image_request: ImageRequest, output: Asset, before: OutputTally | None, decision: Decision
+) -> None:
+    """Tell subscribers when the decision approved or rejected the output, and publish an
+    approved one when the request (or the setting) says so. Call in the decision's transaction.
+    """
+    from imagereview.actions import publishing
+
+    after = _standing_of(output)
+    needed = image_request.required_approvals
+    data = {
+        **output_data(image_request, output),
+        "reason": decision.reason,
+        "comment": decision.comment,
+        "approvals": len(after.approvals) if after else 0,
+        "required_approvals": needed,
+    }
+    if after and after.approved(needed) and not (before and before.approved(needed)):
+        webhooks.emit("output.approved", data, request_id=image_request.pk)
+        if publishes_on_approval(image_request):
+            publishing.publish(output=output, actor=None, source="auto-publish", check_file=False)
+    if after and after.rejected and not (before and before.rejected):
+        webhooks.emit("output.rejected", data, request_id=image_request.pk)
+
+
+def publishes_on_approval(image_request: ImageRequest) -> bool:
+    if image_request.auto_publish is not None:
+        return image_request.auto_publish
+    return settings.PUBLISH_ON_APPROVAL
+
+
+def output_data(image_request: ImageRequest, output: Asset) -> dict:
+    """What subscribers are told of an output."""
+    return {
+        "request_id": image_request.pk,
+        "request_url": settings.PUBLIC_BASE_URL + image_request.get_absolute_url(),
+        "revision": image_request.revision,
+        "mode": image_request.mode,
+        "prompt": image_request.prompt,
+        "output_id": output.pk,
+        "sha256": output.sha256,
+        "width": output.width,
+        "height": output.height,
+        "content_type": output.content_type,
+    }
 
 
 def request_changes(
@@ -232,6 +286,17 @@ def request_changes(
         Decision.objects.create(
             output=output, reviewer=reviewer, verdict=V.CHANGES, comment=comment, revision=revision
         )
+        webhooks.emit(
+            "request.changes_requested",
+            {
+                **output_data(image_request, output),
+                "comment": comment,
+                "revision_id": revision.pk,
+                "revision_url": settings.PUBLIC_BASE_URL + revision.get_absolute_url(),
+                "revised_prompt": revision.prompt,
+            },
+            request_id=image_request.pk,
+        )
         move(
             image_request,
             R.CHANGES_REQUESTED,
@@ -275,6 +340,13 @@ def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
             raise DecisionRefused("The revision is already submitted; it cannot be undone.")
         if timezone.now() - decision.created_at > UNDO_WINDOW:
             raise DecisionRefused("Too late to undo: decide again instead.")
+        if (
+            decision.verdict == V.APPROVE
+            and decision.output.publications.exclude(state=Publication.State.FAILED).exists()
+        ):
+            raise DecisionRefused(
+                "This output is already published: retract the publication instead."
+            )
         decision.undone_at = timezone.now()
         decision.save(update_fields=["undone_at"])
         if image_request.status in (R.IN_REVIEW, R.APPROVED, R.REJECTED):
@@ -335,6 +407,17 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
             verdict=V.REJECT,
             reason=CHECK_REASONS.get(failed[0]["name"], Decision.Reason.OTHER),
             comment="Rejected automatically: " + "; ".join(c["detail"] for c in failed),
+        )
+        webhooks.emit(
+            "output.rejected",
+            {
+                **output_data(image_request, output),
+                "reason": CHECK_REASONS.get(failed[0]["name"], Decision.Reason.OTHER),
+                "comment": "Rejected automatically by the acceptance rules.",
+                "approvals": 0,
+                "required_approvals": image_request.required_approvals,
+            },
+            request_id=image_request.pk,
         )
         rejected += 1
     if rejected:

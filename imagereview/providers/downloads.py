@@ -105,7 +105,7 @@ def fetch_to(
         for _ in range(MAX_REDIRECTS + 1):
             addresses = check_url(url, allowed_hosts=allowed_hosts, allow_loopback=allow_loopback)
             try:
-                with _stream_from(client, url, addresses[0], deadline=deadline) as response:
+                with stream_from(client, url, addresses[0], deadline=deadline) as response:
                     if response.is_redirect:
                         url = str(httpx.URL(url).join(response.headers["Location"]))
                         continue
@@ -124,10 +124,17 @@ def fetch_to(
 
 
 @contextmanager
-def _stream_from(
-    client: httpx.Client, url: str, address: IPAddress, *, deadline: float
+def stream_from(
+    client: httpx.Client,
+    url: str,
+    address: IPAddress,
+    *,
+    deadline: float,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[httpx.Response]:
-    """Open a GET of `url` on a connection to `address`, the address that was checked."""
+    """Open a request to `url` on a connection to `address`, the address that was checked."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise httpx.TimeoutException("deadline passed before the request was sent")
@@ -136,11 +143,16 @@ def _stream_from(
     # an address we never checked. Host header and SNI keep the original name, so virtual
     # hosting and certificate verification still work against that name, not the IP.
     request = client.build_request(
-        "GET",
+        method,
         target.copy_with(host=str(address)),
-        # Compressed bodies are refused later as "not an image" instead of being inflated
-        # past the size cap in memory.
-        headers={"Host": target.netloc.decode("ascii"), "Accept-Encoding": "identity"},
+        content=content,
+        # Raw bytes only: a compressed body could inflate past any cap in memory (a download
+        # is refused later as "not an image" instead).
+        headers={
+            **(headers or {}),
+            "Host": target.netloc.decode("ascii"),
+            "Accept-Encoding": "identity",
+        },
         extensions={"sni_hostname": target.raw_host.decode("ascii")},
         timeout=remaining,
     )

@@ -12,6 +12,7 @@ from imagereview.actions import ReferenceUpload
 from imagereview.actions.account import get_account
 from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.queries.outcomes import request_outcome, with_live_publication
 from imagereview.roles import is_reviewer
 
 G = Generation.State
@@ -76,9 +77,9 @@ def new_edit(request: HttpRequest) -> HttpResponse:
 
 
 def with_progress(queryset: QuerySet[ImageRequest]) -> QuerySet[ImageRequest]:
-    """Annotate generation counts by state and prefetch output thumbnails."""
+    """Annotate generation counts by state and live publication; prefetch output thumbnails."""
     return (
-        queryset.select_related("requester")
+        with_live_publication(queryset.select_related("requester"))
         .annotate(
             generations_total=Count("generations", distinct=True),
             generations_stored=Count(
@@ -128,18 +129,14 @@ def _get_request_for_user(request: HttpRequest, request_id: int) -> ImageRequest
 @require_GET
 def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = _get_request_for_user(request, request_id)
-    generations = list(
-        image_request.generations.prefetch_related("outputs").order_by("variant", "id")
-    )
+    outcome = request_outcome(image_request, viewer=request.user)
+    generating = image_request.status == ImageRequest.Status.GENERATING
     context = {
         "image_request": image_request,
-        "generations": generations,
+        "outcome": outcome,
         "references": image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"),
-        "credits": sum(g.credits or 0 for g in generations),
-        "account": get_account()
-        if image_request.status == ImageRequest.Status.GENERATING
-        else None,
-        "live": image_request.status == ImageRequest.Status.GENERATING,
+        "account": get_account() if generating else None,
+        "live": outcome.live,
     }
     template = "requests/detail.html#progress" if request.htmx else "requests/detail.html"
     return render(request, template, context)

@@ -1,7 +1,6 @@
 """Reviewers: the queue of requests awaiting review, the review page and decisions."""
 
-import base64
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,7 +10,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
@@ -19,7 +17,8 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from imagereview import actions
 from imagereview.diffs import prompt_diff
 from imagereview.forms import BulkDecisionForm, ChangesForm, DecisionForm, QueueFilterForm
-from imagereview.models import Asset, Decision, ImageRequest
+from imagereview.models import Asset, Decision, ImageRequest, Publication
+from imagereview.queries.pages import Page, beyond, encode_cursor, keyset_page, ordering
 from imagereview.roles import reviewer_required
 
 R = ImageRequest.Status
@@ -63,50 +62,26 @@ def _with_query(url: str, query: str) -> str:
 
 def queue_cursor(image_request: ImageRequest) -> str:
     """The `after=` value of the queue page that starts just past this request."""
-    raw = f"{image_request.created_at.isoformat()}|{image_request.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+    return encode_cursor(image_request)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int] | None:
-    try:
-        stamp, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        moment = parse_datetime(stamp)
-        return (moment, int(pk)) if moment else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _beyond(moment: datetime, pk: int, *, ascending: bool) -> Q:
-    """The rows after (created_at, id) in the queue order: ascending or descending."""
-    if ascending:
-        return Q(created_at__gt=moment) | Q(created_at=moment, id__gt=pk)
-    return Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk)
-
-
-def _order(*, ascending: bool) -> tuple[str, str]:
-    return ("created_at", "id") if ascending else ("-created_at", "-id")
-
-
-def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str):
-    """One page by keyset (created_at, id): as fast on page 4 000 as on page 1."""
-    position = _decode_cursor(cursor) if cursor else None
-    if position:
-        queryset = queryset.filter(_beyond(*position, ascending=not newest_first))
+def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str) -> Page:
+    """One page of the queue, each request with its output thumbnails and whether any is
+    flagged."""
     thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only(
         "pk", "request_id", "thumbnail", "flagged"
     )
-    rows = list(
-        queryset.order_by(*_order(ascending=not newest_first))
-        .select_related("requester", "claimed_by")
-        .prefetch_related(Prefetch("assets", queryset=thumbnails, to_attr="outputs"))[
-            : PAGE_SIZE + 1
-        ]
+    page = keyset_page(
+        queryset.select_related("requester", "claimed_by").prefetch_related(
+            Prefetch("assets", queryset=thumbnails, to_attr="outputs")
+        ),
+        newest_first=newest_first,
+        cursor=cursor,
+        size=PAGE_SIZE,
     )
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    for row in rows:
+    for row in page.rows:
         row.flagged = any(output.flagged for output in row.outputs)
-    return rows, (queue_cursor(rows[-1]) if more else "")
+    return page
 
 
 @reviewer_required
@@ -245,9 +220,9 @@ def _next_in_queue(
     """
     queryset = _reviewable(_queue_queryset(filters), reviewer).exclude(pk=image_request.pk)
     ascending = backwards == (filters.get("sort") == "newest")
-    order = _order(ascending=ascending)
-    beyond = _beyond(image_request.created_at, image_request.pk, ascending=ascending)
-    found = queryset.filter(beyond).order_by(*order).only("pk").first()
+    order = ordering(ascending=ascending)
+    after = beyond((image_request.created_at, image_request.pk), ascending=ascending)
+    found = queryset.filter(after).order_by(*order).only("pk").first()
     if found is None and not backwards:
         found = queryset.order_by(*order).only("pk").first()
     return found
@@ -271,7 +246,13 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
             Prefetch(
                 "decisions",
                 queryset=Decision.objects.select_related("reviewer").order_by("-created_at", "-id"),
-            )
+            ),
+            Prefetch(
+                "publications",
+                queryset=Publication.objects.select_related("retracted_by").order_by(
+                    "-created_at", "-id"
+                ),
+            ),
         )
         .order_by("generation__variant", "generation_id", "index")
     )
@@ -283,6 +264,8 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         output.approvals = len(standing.approvals) if standing else 0
         output.mine = standing.decided_by_me if standing else ""
         output.seen = output.decisions.all()[0].pk if output.decisions.all() else 0
+        output.publication = next(iter(output.publications.all()), None)
+        output.publishable = bool(standing and standing.approved(image_request.required_approvals))
         output.changes_form = ChangesForm(
             initial=initial, auto_id=_changes_id(output), output=output
         )

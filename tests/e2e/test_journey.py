@@ -27,7 +27,7 @@ def test_prompt_to_approved_image(live_server, start_cluster, new_page, requeste
     asker.get_by_label("Aspect ratio").select_option("16:9")
     asker.get_by_label("Variants").select_option("2")
     asker.get_by_role("button", name="Generate").click()
-    expect(asker.locator("#progress .badge")).to_have_text("In review", timeout=30_000)
+    expect(asker.locator("#standing")).to_have_text("Ready for review", timeout=30_000)
     expect(asker.locator("#progress img")).to_have_count(2)
 
     image_request = ImageRequest.objects.get()
