@@ -279,6 +279,8 @@ PUBLISH_ON_APPROVAL = envbool("PUBLISH_ON_APPROVAL", "false")
 # Manifests name reviewers only when this is on; otherwise they give the reviewer's role.
 MANIFEST_REVIEWER_NAMES = envbool("MANIFEST_REVIEWER_NAMES", "false")
 PUBLISH_MAX_ATTEMPTS = envint("PUBLISH_MAX_ATTEMPTS", "6")
+# A ZIP export streams its files, but keeps a directory entry per file until the end.
+EXPORT_MAX_OUTPUTS = envint("EXPORT_MAX_OUTPUTS", "5000")
 
 # Content Credentials (C2PA) in published PNG and JPEG files. Without a key and certificate
 # chain a local test CA and signer are made on first use, under var/, marked as untrusted.

@@ -216,7 +216,7 @@ def test_export_fetches_outputs_in_batches_not_one_by_one(requester, reviewer, m
     one = queries_for_export()
     for number in range(6):
         approved_request(requester, reviewer, prompt=f"take {number}")
-    assert queries_for_export() == one
+    assert 0 < queries_for_export() == one
 
 
 def test_an_output_whose_file_is_gone_is_named_in_the_index(requester, reviewer):
@@ -245,3 +245,14 @@ def test_the_library_offers_both_exports(requester, reviewer, reviewer_client, m
     client_method = getattr(reviewer_client, method)
     archive = unzip(client_method(EXPORT, {"q": "light", "scope": "matching"}))
     assert len(index_rows(archive)) == 1
+
+
+def test_an_export_over_the_cap_is_refused_with_a_message(
+    requester, reviewer, reviewer_client, settings
+):
+    settings.EXPORT_MAX_OUTPUTS = 1
+    approved_request(requester, reviewer, prompt="a fox in fresh snow")
+    approved_request(requester, reviewer, prompt="three lemons")
+    response = reviewer_client.get(EXPORT, follow=True)
+    assert response.redirect_chain
+    assert "would hold 2 outputs, more than the 1 one export may hold" in response.content.decode()

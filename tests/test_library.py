@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -146,7 +147,8 @@ def test_library_filters_swap_only_the_results_for_htmx(mixed, reviewer_client):
         ({"requester": "alice", "state": "approved"}, ["published", "decided"]),
         ({"requester": "nobody"}, []),
         ({"q": "LEMONS"}, ["waiting"]),
-        ({"q": "a"}, ["failed", "published", "decided", "waiting"]),
+        ({"q": "fres"}, ["decided"]),
+        ({"q": "tram bridge"}, ["published"]),
     ],
 )
 def test_library_filters(mixed, reviewer_client, params, expected):
@@ -218,7 +220,7 @@ def test_a_library_page_takes_the_same_queries_for_5_and_30_requests(
     few = count_queries(reviewer_client)
     add(25)
     many = count_queries(reviewer_client)
-    assert few == many
+    assert 0 < few == many
     assert len(reviewer_client.get(LIBRARY).context["rows"]) == 24
 
 
@@ -328,3 +330,12 @@ def test_requesters_cannot_bulk_publish(mixed, requester_client):
     assert (
         "Publish approved outputs of selected" not in requester_client.get(LIBRARY).content.decode()
     )
+
+
+@pytest.mark.parametrize("name", ["library_export", "library_publish"])
+def test_library_posts_without_a_csrf_token_are_refused(mixed, reviewer, name):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    response = client.post(reverse(name), {"requests": [mixed["decided"].pk]})
+    assert response.status_code == 403
+    assert b"CSRF" in response.content

@@ -80,6 +80,7 @@ def test_publish_copies_file_and_manifest_to_local_target(
     jsonschema.validate(document, manifest.schema())
     assert document["output"]["sha256"] == approved_output.sha256
     assert document["publication"]["key"] == publication.key
+    assert document["timestamps"]["published_at"] == document["publication"]["published_at"]
     assert document == publication.manifest
     assert sorted(p.name for p in publish_root.rglob("*") if p.is_file()) == sorted(
         [publication.key.rsplit("/", 1)[1], publication.manifest_key.rsplit("/", 1)[1]]

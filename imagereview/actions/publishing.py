@@ -139,6 +139,7 @@ def run_publication(*, publication_id: int) -> None:
     published_at = timezone.now()
     document = manifest.manifest_for(output)
     document["publication"] = _publication_block(publication, published_at)
+    document["timestamps"]["published_at"] = document["publication"]["published_at"]
     try:
         landed = _copy(publication, document)
     except (OSError, PublishRefused, targets.UnknownTarget) as error:

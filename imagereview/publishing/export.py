@@ -23,7 +23,7 @@ from imagereview.models import Asset, ImageRequest, Publication
 from imagereview.publishing import targets
 from imagereview.publishing.manifest import manifests_for
 from imagereview.queries import outcomes
-from imagereview.queries.library import output_verdict
+from imagereview.queries.outcomes import output_verdict
 from imagereview.queries.pages import beyond, ordering
 from imagereview.verdicts import counting_rows, standings
 

@@ -8,6 +8,7 @@ of its own to page all requests by).
 """
 
 import datetime as dt
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.queries import outcomes
 from imagereview.queries.pages import keyset_page
 from imagereview.roles import is_reviewer
-from imagereview.verdicts import OutputTally, counting_rows, standings
+from imagereview.verdicts import counting_rows, standings
 
 R = ImageRequest.Status
 P = Publication.State
@@ -66,6 +67,9 @@ class LibraryRow:
 class LibraryPage:
     rows: list[LibraryRow]
     next_cursor: str
+
+
+WORD = re.compile(r"[^\W_]+")
 
 
 def visible_requests(viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[ImageRequest]:
@@ -120,14 +124,19 @@ def _start_of(day: dt.date) -> dt.datetime:
 
 
 def search_prompts(queryset: QuerySet[ImageRequest], text: str) -> QuerySet[ImageRequest]:
-    """Requests whose prompt holds `text`: full-text search on PostgreSQL (the words, in any
-    form, as a web search engine reads them), a plain substring match elsewhere."""
-    if connections[queryset.db].vendor == "postgresql":
+    """Requests whose prompt holds every word of `text`: full-text search on PostgreSQL, each
+    word in any of its forms and as a prefix ("light" finds the lighthouse, as one types);
+    each word as a substring elsewhere."""
+    words = WORD.findall(text)
+    if connections[queryset.db].vendor == "postgresql" and words:
+        query = " & ".join(f"{word}:*" for word in words)
         # The same expression as the GIN index of migration 0007, so that the index answers.
         return queryset.alias(search=SearchVector("prompt", config="english")).filter(
-            search=SearchQuery(text, config="english", search_type="websearch")
+            search=SearchQuery(query, config="english", search_type="raw")
         )
-    return queryset.filter(prompt__icontains=text)
+    for word in words or [text]:
+        queryset = queryset.filter(prompt__icontains=word)
+    return queryset
 
 
 def library_page(
@@ -155,7 +164,7 @@ def library_page(
     publications = _publication_states(output_ids)
     for output in outputs:
         row = rows[output.request_id]
-        verdict = output_verdict(row.image_request, tallies.get(output.pk))
+        verdict = outcomes.output_verdict(row.image_request, tallies.get(output.pk))
         publication = publications.get(output.pk, "")
         row.outputs.append(
             LibraryOutput(
@@ -171,26 +180,13 @@ def library_page(
     return LibraryPage(list(rows.values()), page.next_cursor)
 
 
-def output_verdict(image_request: ImageRequest, standing: OutputTally | None) -> str:
-    """An output's verdict as `queries.outcomes` names it: approved, rejected, changes,
-    awaiting (review still open) or closed (review ended without a verdict on it)."""
-    standing = standing or OutputTally()
-    if standing.rejected:
-        return outcomes.REJECTED
-    if standing.changes:
-        return outcomes.CHANGES
-    if standing.approved(image_request.required_approvals):
-        return outcomes.APPROVED
-    if image_request.status in (R.GENERATING, R.IN_REVIEW):
-        return outcomes.AWAITING
-    return outcomes.CLOSED
-
-
 def _publication_states(output_ids: Collection[int]) -> dict[int, str]:
     """The most telling publication state of each output that has a publication."""
     states: dict[int, str] = {}
-    for output_id, state in Publication.objects.filter(output_id__in=output_ids).values_list(
-        "output_id", "state"
+    for output_id, state in (
+        Publication.objects.filter(output_id__in=output_ids)
+        .order_by()
+        .values_list("output_id", "state")
     ):
         known = states.get(output_id)
         if known is None or PUBLICATION_RANK.index(state) < PUBLICATION_RANK.index(known):

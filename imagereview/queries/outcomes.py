@@ -296,16 +296,7 @@ def _output_outcome(
     revision: ImageRequest | None,
 ) -> OutputOutcome:
     standing = standing or OutputTally()
-    if standing.rejected:
-        verdict = REJECTED
-    elif standing.changes:
-        verdict = CHANGES
-    elif standing.approved(image_request.required_approvals):
-        verdict = APPROVED
-    elif image_request.status in (R.GENERATING, R.IN_REVIEW):
-        verdict = AWAITING
-    else:
-        verdict = CLOSED
+    verdict = output_verdict(image_request, standing)
     return OutputOutcome(
         output=output,
         verdict=verdict,
@@ -316,6 +307,21 @@ def _output_outcome(
         publications=publications,
         revision=revision,
     )
+
+
+def output_verdict(image_request: ImageRequest, standing: OutputTally | None) -> str:
+    """An output's verdict: approved, rejected, changes, awaiting (review still open) or
+    closed (review ended without a verdict on it)."""
+    standing = standing or OutputTally()
+    if standing.rejected:
+        return REJECTED
+    if standing.changes:
+        return CHANGES
+    if standing.approved(image_request.required_approvals):
+        return APPROVED
+    if image_request.status in (R.GENERATING, R.IN_REVIEW):
+        return AWAITING
+    return CLOSED
 
 
 def _variant_outcome(generation: Generation, outputs: list[OutputOutcome]) -> VariantOutcome:

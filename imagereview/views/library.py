@@ -4,6 +4,7 @@
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -80,8 +81,18 @@ def export_zip(request: HttpRequest) -> HttpResponse:
     else:
         chosen = selection.cleaned_data.get("requests") or []
         outputs = export_outputs(viewer=request.user, request_ids=chosen, include=include)
-    if not outputs.exists():
+    count = outputs.count()
+    if not count:
         messages.info(request, NOTHING_TO_EXPORT)
+        return redirect(_library_url(kept))
+    cap = settings.EXPORT_MAX_OUTPUTS
+    if count > cap:
+        # The ZIP's directory grows with every file it holds: a cap keeps memory bounded.
+        messages.error(
+            request,
+            f"This export would hold {count:,} outputs, more than the {cap:,} one export may "
+            "hold: narrow the filters or select fewer requests.",
+        )
         return redirect(_library_url(kept))
     response = StreamingHttpResponse(export.stream_export(outputs), content_type="application/zip")
     name = export.export_name(timezone.localdate())
