@@ -30,6 +30,7 @@ OPTIONAL_COLUMNS = (
     "variants",
     "required_approvals",
     "approval_quota",
+    "auto_publish",
 )
 COLUMNS = ("prompt", *OPTIONAL_COLUMNS)
 # A blank or missing cell means what the web form starts with.
@@ -151,9 +152,11 @@ def column_guide() -> list[tuple[str, str]]:
     fields = GenerationRequestForm.base_fields
     guide = [("prompt", f"required, at most {fields['prompt'].max_length:,} characters")]
     for name in OPTIONAL_COLUMNS:
-        values = ", ".join(str(value) for value, _ in fields[name].choices)
+        choices = fields[name].choices
+        values = ", ".join(str(value) for value, _ in choices if value != "")
+        default = DEFAULTS[name] or f"blank: {choices[0][1].lower()}"
         explained = f" {fields[name].help_text}" if fields[name].help_text else ""
-        guide.append((name, f"{values} (default {DEFAULTS[name]}).{explained}"))
+        guide.append((name, f"{values} (default {default}).{explained}"))
     return guide
 
 

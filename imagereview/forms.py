@@ -85,6 +85,19 @@ class GenerationRequestForm(forms.Form):
         label="Reject outputs that fail an acceptance check without asking a reviewer",
         help_text="The checks of format, aspect ratio and resolution.",
     )
+    auto_publish = forms.TypedChoiceField(
+        label="Publishing",
+        required=False,
+        choices=[
+            ("", "As the site is set up"),
+            ("yes", "Publish each output as soon as it is approved"),
+            ("no", "Publish approved outputs by hand"),
+        ],
+        coerce=lambda value: value == "yes",
+        empty_value=None,
+        initial="",
+        error_messages={"invalid_choice": "Choose yes, no, or leave publishing as it is set up."},
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

@@ -4,10 +4,11 @@ import io
 from functools import cache
 
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image
 
 from imagereview import media
-from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.models import Asset, Generation, ImageRequest, Publication
 from imagereview.providers.sandbox import render
 
 
@@ -69,3 +70,21 @@ def request_in_review(
             content = small_picture((variant * 40 % 255, 100, 150))
         stored_asset(image_request, content, kind=Asset.Kind.OUTPUT, generation=generation)
     return image_request
+
+
+def publication_of(
+    output: Asset, state: str = Publication.State.PUBLISHED, **fields
+) -> Publication:
+    """A publication of `output` as the publishing job records it (no file is written)."""
+    stem = f"{output.request_id}-v1-1-{output.sha256[:12]}"
+    return Publication.objects.create(
+        output=output,
+        request=output.request,
+        target="local",
+        key=f"2025/01/{stem}.png",
+        manifest_key=f"2025/01/{stem}.manifest.json",
+        state=state,
+        sha256=output.sha256,
+        published_at=timezone.now() if state != Publication.State.PENDING else None,
+        **fields,
+    )

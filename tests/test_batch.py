@@ -293,3 +293,16 @@ def test_import_rows_refuses_rows_with_errors(requester):
     with pytest.raises(ValueError, match=r"\[3, 4, 5, 6\]"):
         import_rows(requester=requester, rows=check.rows)
     assert not ImageRequest.objects.exists()
+
+
+def test_batch_rows_say_whether_to_publish_on_approval(requester, requester_client):
+    check = parse_batch_text(
+        "prompt,auto_publish\npublish me,yes\nby hand,no\nas set up,\nunsure,maybe\n"
+    )
+    assert [row.number for row in check.valid_rows] == [2, 3, 4]
+    (invalid,) = check.invalid_rows
+    assert invalid.errors == ("Choose yes, no, or leave publishing as it is set up.",)
+    created = import_rows(requester=requester, rows=check.valid_rows)
+    assert [r.auto_publish for r in created] == [True, False, None]
+    body = requester_client.get(URL).content.decode()
+    assert "yes, no (default blank: as the site is set up)" in body

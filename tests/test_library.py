@@ -18,7 +18,7 @@ from imagereview.queries.pages import decode_cursor, encode_cursor
 from imagereview.roles import REQUESTERS, REVIEWERS
 from imagereview.verdicts import counting_rows, standings
 from tests.conftest import client_for, make_user
-from tests.factories import request_in_review
+from tests.factories import publication_of, request_in_review
 
 R = ImageRequest.Status
 P = Publication.State
@@ -41,20 +41,6 @@ def reject(output: Asset, reviewer) -> Decision:
     return actions.decide(output=output, reviewer=reviewer, verdict="reject", reason="artefacts")
 
 
-def publication(output: Asset, state: str = P.PUBLISHED) -> Publication:
-    stem = f"{output.request_id}-v1-1-{output.sha256[:12]}"
-    return Publication.objects.create(
-        output=output,
-        request=output.request,
-        target="local",
-        key=f"2025/01/{stem}.png",
-        manifest_key=f"2025/01/{stem}.manifest.json",
-        state=state,
-        sha256=output.sha256,
-        published_at=timezone.now() if state == P.PUBLISHED else None,
-    )
-
-
 def listed(client, **params) -> list[int]:
     response = client.get(LIBRARY, params)
     assert response.status_code == 200
@@ -71,7 +57,7 @@ def mixed(requester, reviewer) -> dict[str, ImageRequest]:
     approve(first, reviewer)
     published = in_review(requester, prompt="a tram crossing a bridge", variants=1)
     approve(outputs_of(published)[0], reviewer)
-    publication(outputs_of(published)[0])
+    publication_of(outputs_of(published)[0])
     failed = ImageRequest.objects.create(
         requester=requester, prompt="a paper boat", status=R.FAILED, mode="edit"
     )
@@ -214,7 +200,7 @@ def test_a_library_page_takes_the_same_queries_for_5_and_30_requests(
             approve(first, reviewer)
             if n % 2:
                 reject(second, reviewer)
-                publication(first)
+                publication_of(first)
 
     add(5)
     few = count_queries(reviewer_client)
@@ -229,9 +215,9 @@ def test_library_page_names_publication_states(requester, reviewer):
     first, second, third = outputs_of(item)
     for output in (first, second, third):
         approve(output, reviewer)
-    publication(first, P.PUBLISHED)
-    publication(second, P.FAILED)
-    retracted = publication(third, P.RETRACTED)
+    publication_of(first, P.PUBLISHED)
+    publication_of(second, P.FAILED)
+    retracted = publication_of(third, P.RETRACTED)
     Publication.objects.create(
         output=third,
         request=item,

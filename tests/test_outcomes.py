@@ -10,7 +10,7 @@ from imagereview.models import Asset, Generation, ImageRequest, Publication
 from imagereview.queries.outcomes import request_outcome
 from imagereview.roles import REVIEWERS
 from tests.conftest import client_for, make_user
-from tests.factories import request_in_review
+from tests.factories import publication_of, request_in_review
 
 R = ImageRequest.Status
 P = Publication.State
@@ -36,20 +36,6 @@ def changes(output: Asset, reviewer, comment: str = "") -> ImageRequest:
         output_format="png",
         variants=1,
         comment=comment,
-    )
-
-
-def publish(output: Asset, state: str = P.PUBLISHED, **fields) -> Publication:
-    return Publication.objects.create(
-        output=output,
-        request=output.request,
-        target="local",
-        key=f"2025/01/{output.request_id}-v1-1-{output.sha256[:12]}.png",
-        manifest_key=f"2025/01/{output.request_id}-v1-1-{output.sha256[:12]}.json",
-        state=state,
-        sha256=output.sha256,
-        published_at=timezone.now() if state != P.PENDING else None,
-        **fields,
     )
 
 
@@ -160,7 +146,7 @@ def test_revision_links_go_both_ways(requester, reviewer, requester_client):
 
 def test_published_output_offers_its_download(requester, reviewer, requester_client):
     item = approved(requester, reviewer)
-    publication = publish(outputs_of(item)[0])
+    publication = publication_of(outputs_of(item)[0])
     body = page_of(requester_client, item)
     assert 'id="standing">Published<' in body
     download = reverse("published_file", args=[publication.pk])
@@ -172,7 +158,7 @@ def test_retracted_publication_shows_its_reason_and_no_download(
     requester, reviewer, requester_client
 ):
     item = approved(requester, reviewer)
-    publication = publish(
+    publication = publication_of(
         outputs_of(item)[0],
         P.RETRACTED,
         retract_reason="The licence of a reference ran out.",
@@ -188,7 +174,7 @@ def test_retracted_publication_shows_its_reason_and_no_download(
 
 def test_pending_publication_keeps_the_page_polling(requester, reviewer, requester_client):
     item = approved(requester, reviewer)
-    publication = publish(outputs_of(item)[0], P.PENDING)
+    publication = publication_of(outputs_of(item)[0], P.PENDING)
     fragment = page_of(requester_client, item, **{"HX-Request": "true"})
     assert fragment.lstrip().startswith('<section id="progress"')
     assert 'hx-trigger="every 2s"' in fragment
@@ -229,7 +215,7 @@ def test_request_pages_never_show_internal_state_names(requester, reviewer, requ
 
 def test_my_requests_says_published(requester, reviewer, requester_client):
     item = approved(requester, reviewer)
-    publish(outputs_of(item)[0])
+    publication_of(outputs_of(item)[0])
     listing = requester_client.get(reverse("my_requests")).content.decode()
     assert '<span class="badge published">Published</span>' in listing
 
@@ -275,7 +261,7 @@ def decided_and_published(requester, reviewer, variants: int, **fields) -> Image
             output=output, reviewer=reviewer, verdict="reject", reason="other", comment="no"
         )
     actions.decide(output=last, reviewer=reviewer, verdict="approve", comment="yes")
-    publish(last)
+    publication_of(last)
     return item
 
 

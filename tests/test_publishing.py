@@ -445,3 +445,34 @@ def test_admin_publishes_approved_outputs_and_lists_publications(
     listing = admin.get(reverse("admin:imagereview_publication_changelist"))
     assert listing.status_code == 200
     assert Publication.objects.get().key.encode() in listing.content
+
+
+@pytest.mark.parametrize(("choice", "stored"), [("", None), ("yes", True), ("no", False)])
+def test_the_request_form_records_whether_to_publish_on_approval(requester_client, choice, stored):
+    response = requester_client.post(
+        reverse("new_request"),
+        {
+            "prompt": "a lighthouse",
+            "aspect_ratio": "1:1",
+            "resolution": "1K",
+            "output_format": "png",
+            "variants": "1",
+            "auto_publish": choice,
+        },
+    )
+    assert response.status_code == 302
+    assert ImageRequest.objects.get().auto_publish is stored
+
+
+def test_a_revision_keeps_the_request_choice_of_publishing(requester, reviewer):
+    image_request = request_in_review(requester, variants=1, auto_publish=True)
+    revision = actions.request_changes(
+        output=image_request.assets.get(kind=Asset.Kind.OUTPUT),
+        reviewer=reviewer,
+        prompt="brighter",
+        aspect_ratio="1:1",
+        resolution="1K",
+        output_format="png",
+        variants=1,
+    )
+    assert revision.auto_publish is True

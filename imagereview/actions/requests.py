@@ -47,6 +47,7 @@ def create_request(
     acceptance_rules: dict | None = None,
     required_approvals: int = 1,
     approval_quota: int = 1,
+    auto_publish: bool | None = None,
 ) -> ImageRequest:
     """Record a request with one generation per variant and queue their submission.
 
@@ -72,6 +73,7 @@ def create_request(
                 acceptance_rules=acceptance_rules or {},
                 required_approvals=required_approvals,
                 approval_quota=min(approval_quota, variants),
+                auto_publish=auto_publish,
             )
             record_creation(image_request, source="intake", actor=requester)
             for index, reference in enumerate(references):

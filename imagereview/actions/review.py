@@ -282,6 +282,7 @@ def request_changes(
             acceptance_rules=image_request.acceptance_rules,
             required_approvals=image_request.required_approvals,
             approval_quota=min(image_request.approval_quota, variants),
+            auto_publish=image_request.auto_publish,
         )
         Decision.objects.create(
             output=output, reviewer=reviewer, verdict=V.CHANGES, comment=comment, revision=revision

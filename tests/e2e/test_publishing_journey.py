@@ -63,6 +63,8 @@ def test_approved_outputs_are_published_seen_found_and_exported(
     panel.get_by_role("button", name="Publish").click()
     expect(panel.locator(".badge")).to_have_text("Published", timeout=30_000)
     expect(panel).to_contain_text("Content Credentials embedded")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    judge.screenshot(path=SCREENSHOTS / "review-published.png", full_page=True)
 
     judge.goto(f"{url}/review/{automatic.pk}/")
     judge.locator("article.output").first.get_by_role("button", name="Approve").click()
@@ -84,7 +86,6 @@ def test_approved_outputs_are_published_seen_found_and_exported(
     publication = Publication.objects.get(request=by_hand)
     downloaded = Path(download_info.value.path()).read_bytes()
     assert hashlib.sha256(downloaded).hexdigest() == publication.sha256
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     asker.screenshot(path=SCREENSHOTS / "request-outcomes.png", full_page=True)
 
     asker.goto(f"{url}/library/")
