@@ -21,7 +21,13 @@ from pathlib import Path
 import certifi
 import pytest
 
-from imagereview.providers.downloads import DownloadFailed, UnsafeURL, check_url, fetch_to
+from imagereview.providers.downloads import (
+    DownloadFailed,
+    UnsafeURL,
+    check_url,
+    fetch_to,
+    tls_context,
+)
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2000
 
@@ -156,10 +162,13 @@ def tls_server(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) 
     """An https server on 127.0.0.1 for results.test, trusted as if a public CA signed it."""
     cert, key = certificate
     monkeypatch.setattr(certifi, "where", lambda: str(cert))
+    # The client's TLS context is made once per process: make it again with this CA.
+    tls_context.cache_clear()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     with serving(context) as server:
         yield server
+    tls_context.cache_clear()
 
 
 def fetch(url: str, **overrides: object) -> bytes:

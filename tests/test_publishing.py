@@ -3,17 +3,28 @@
 import hashlib
 import io
 import json
+from datetime import timedelta
 
 import jsonschema
 import pytest
 from django.core.files.storage import storages
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
-from imagereview import actions
+from imagereview import actions, tasks
 from imagereview.actions import publishing
-from imagereview.models import Asset, Event, ImageRequest, Publication, WebhookEvent
+from imagereview.actions.webhooks import send_due_deliveries
+from imagereview.models import (
+    Asset,
+    Event,
+    ImageRequest,
+    Publication,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from imagereview.publishing import credentials, manifest, targets
 from tests.conftest import client_for, make_user
 from tests.factories import request_in_review
@@ -31,7 +42,6 @@ def approve(image_request: ImageRequest, reviewer, index: int = 0) -> Asset:
 def run_jobs(enqueued):
     """Do what the test's transaction left for after commit, then run the publishing jobs
     that enqueued, as the cluster would, until nothing is left."""
-    from imagereview import tasks
 
     def run() -> None:
         pending = connection.run_on_commit
@@ -138,8 +148,6 @@ def test_publish_twice_writes_once(
         ("imagereview.tasks.publish_output", first.pk)
     ]
     # The job itself may run twice (a worker killed after the copy): the second does nothing.
-    from imagereview import tasks
-
     tasks.publish_output(first.pk)
     tasks.publish_output(first.pk)
     assert Publication.objects.count() == 1
@@ -476,3 +484,36 @@ def test_a_revision_keeps_the_request_choice_of_publishing(requester, reviewer):
         variants=1,
     )
     assert revision.auto_publish is True
+
+
+def test_the_publishing_job_announces_the_publication_itself(
+    approved_output, reviewer, run_jobs, webhook_receiver, enqueued
+):
+    WebhookEndpoint.objects.create(
+        url=webhook_receiver.url, secret=webhook_receiver.secret, event_types=["output.published"]
+    )
+    publication = publishing.publish(output=approved_output, actor=reviewer)
+    run_jobs()
+    (received,) = webhook_receiver.accepted()
+    assert received.type == "output.published"
+    assert received.payload["data"]["key"] == publication.key
+    # No delivery job waits in the queue behind other work: the job made the attempt.
+    assert not [job for job in enqueued if job[0].endswith("deliver_webhook")]
+    assert WebhookDelivery.objects.get().state == WebhookDelivery.State.DELIVERED
+
+
+def test_a_failed_announcement_is_retried_by_the_dispatcher(
+    approved_output, reviewer, run_jobs, webhook_receiver, settings
+):
+    settings.WEBHOOK_RETRY_SCHEDULE = [0]
+    webhook_receiver.configure(fail_first=1)
+    WebhookEndpoint.objects.create(url=webhook_receiver.url, secret=webhook_receiver.secret)
+    publishing.publish(output=approved_output, actor=reviewer)
+    run_jobs()
+    delivery = WebhookDelivery.objects.get(event__type="output.published")
+    assert (delivery.state, delivery.attempts) == (WebhookDelivery.State.PENDING, 1)
+    assert send_due_deliveries(timezone.now() + timedelta(seconds=1), limit=10) == 1
+    tasks.deliver_webhook(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.state == WebhookDelivery.State.DELIVERED
+    assert {r.webhook_id for r in webhook_receiver.seen()} == {delivery.event.event_id}

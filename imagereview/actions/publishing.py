@@ -169,10 +169,17 @@ def run_publication(*, publication_id: int) -> None:
             failure_message="",
             next_attempt_at=None,
         )
-        webhooks.emit(
-            "output.published", publication_data(publication), request_id=publication.request_id
+        event = webhooks.emit(
+            "output.published",
+            publication_data(publication),
+            request_id=publication.request_id,
+            queue=False,
         )
     log.info("publication %s landed at %s:%s", publication_id, publication.target, publication.key)
+    # Already on the cluster: make the first attempts here rather than queue them behind
+    # other publications.
+    for delivery_id in event.deliveries.values_list("pk", flat=True):
+        webhooks.deliver(delivery_id=delivery_id)
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,15 @@ JITTER = 0.1
 ATTEMPT_MARGIN = timedelta(seconds=10)
 
 
-def emit(event_type: str, data: dict, *, request_id: int | None = None) -> WebhookEvent:
+def emit(
+    event_type: str, data: dict, *, request_id: int | None = None, queue: bool = True
+) -> WebhookEvent:
     """Record an event and one delivery to each active endpoint that wants its type.
 
     Call inside the transaction that made the change: deliveries start once it commits, and
-    nothing is told of a change that was rolled back.
+    nothing is told of a change that was rolled back. Without `queue`, the caller (a job
+    already on the cluster) makes the first attempts itself once it has committed; should
+    it die first, the dispatcher sends them when their lease runs out.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -76,7 +80,8 @@ def emit(event_type: str, data: dict, *, request_id: int | None = None) -> Webho
             delivery = WebhookDelivery.objects.create(
                 event=event, endpoint=endpoint, next_attempt_at=now + dispatch_lease()
             )
-            enqueue_after_commit("deliver_webhook", delivery.pk)
+            if queue:
+                enqueue_after_commit("deliver_webhook", delivery.pk)
     return event
 
 

@@ -8,9 +8,11 @@ than held whole.
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import IO
 
 import httpx
@@ -18,6 +20,13 @@ import httpx
 MAX_REDIRECTS = 3
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: making one loads the CA bundle, which costs
+    more than most of the calls it serves."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 class UnsafeURL(Exception):
@@ -101,7 +110,9 @@ def fetch_to(
     # No keep-alive: a pooled connection, keyed by IP, could carry a later hop to another
     # host over a TLS session that was verified for the first one.
     limits = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(follow_redirects=False, trust_env=False, limits=limits) as client:
+    with httpx.Client(
+        follow_redirects=False, trust_env=False, limits=limits, verify=tls_context()
+    ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             addresses = check_url(url, allowed_hosts=allowed_hosts, allow_loopback=allow_loopback)
             try:

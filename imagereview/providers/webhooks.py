@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from imagereview.providers.downloads import IPAddress, UnsafeURL, check_url, stream_from
+from imagereview.providers.downloads import (
+    IPAddress,
+    UnsafeURL,
+    check_url,
+    stream_from,
+    tls_context,
+)
 
 EXCERPT_BYTES = 2048
 USER_AGENT = "imagereview-webhooks/1"
@@ -63,7 +69,9 @@ def post_webhook(url: str, body: bytes, headers: dict[str, str]) -> PostResult:
     limits = httpx.Limits(max_keepalive_connections=0)
     try:
         with (
-            httpx.Client(follow_redirects=False, trust_env=False, limits=limits) as client,
+            httpx.Client(
+                follow_redirects=False, trust_env=False, limits=limits, verify=tls_context()
+            ) as client,
             stream_from(
                 client,
                 url,
