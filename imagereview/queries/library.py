@@ -148,10 +148,9 @@ def library_page(
 ) -> LibraryPage:
     """One page of the library, newest first, each request with its outputs' verdicts and
     publications. The same number of queries for a page of 1 request or of `size`."""
-    requests = outcomes.with_live_publication(
-        library_requests(viewer=viewer, filters=filters).select_related("requester")
-    )
+    requests = library_requests(viewer=viewer, filters=filters).select_related("requester")
     page = keyset_page(requests, newest_first=True, cursor=cursor, size=size, key=ORDER)
+    outcomes.mark_live_publications(page.rows)
     rows = {image_request.pk: LibraryRow(image_request) for image_request in page.rows}
     outputs = list(
         Asset.objects.filter(request_id__in=rows, kind=Asset.Kind.OUTPUT)

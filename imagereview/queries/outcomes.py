@@ -5,13 +5,14 @@ and publication state here comes with the words to show for it.
 """
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q
 
 from imagereview.models import Asset, Decision, Generation, ImageRequest, Publication
 from imagereview.roles import is_reviewer
@@ -62,10 +63,20 @@ def status_words(status: str, *, published: bool = False) -> str:
     return "Published" if standing == PUBLISHED else STATUS_WORDS[standing]
 
 
-def with_live_publication(queryset: QuerySet[ImageRequest]) -> QuerySet[ImageRequest]:
-    """Annotate `live_publication`: whether any output of the request is published now."""
-    live = Publication.objects.filter(request=OuterRef("pk"), state=P.PUBLISHED)
-    return queryset.annotate(live_publication=Exists(live))
+def mark_live_publications(requests: Sequence[ImageRequest]) -> Sequence[ImageRequest]:
+    """Set `live_publication` on each request: whether any of its outputs is published now.
+
+    One query by the rows' ids, once they are fetched: as an annotation of the query that
+    pages them, PostgreSQL hashes every publication there is to answer it for a page of 24.
+    """
+    live = set(
+        Publication.objects.filter(
+            request_id__in=[image_request.pk for image_request in requests], state=P.PUBLISHED
+        ).values_list("request_id", flat=True)
+    )
+    for image_request in requests:
+        image_request.live_publication = image_request.pk in live
+    return requests
 
 
 @dataclass(frozen=True)
@@ -228,9 +239,12 @@ def _linked_requests(image_request: ImageRequest) -> dict[int, ImageRequest]:
     started = Decision.objects.filter(
         output__request=image_request, undone_at__isnull=True, revision__isnull=False
     ).values("revision_id")
-    rows = with_live_publication(
+    live = Publication.objects.filter(request=OuterRef("pk"), state=P.PUBLISHED)
+    rows = (
         ImageRequest.objects.filter(Q(pk=image_request.parent_id) | Q(pk__in=started))
-    ).only("pk", "status", "revision", "created_at")
+        .annotate(live_publication=Exists(live))
+        .only("pk", "status", "revision", "created_at")
+    )
     return {row.pk: row for row in rows}
 
 

@@ -1,8 +1,8 @@
 """A request's status in its requester's words: `{{ image_request|status_words }}`, and the
 badge class that goes with it: `{{ image_request|status_class }}`.
 
-An approved request annotated with a live publication
-(`queries.outcomes.with_live_publication`) is "Published"; without the annotation, "Approved".
+An approved request marked as having a live publication
+(`queries.outcomes.mark_live_publications`) is "Published"; unmarked, "Approved".
 """
 
 from django import template

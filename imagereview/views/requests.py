@@ -12,7 +12,7 @@ from imagereview.actions import ReferenceUpload
 from imagereview.actions.account import get_account
 from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.models import Asset, Generation, ImageRequest
-from imagereview.queries.outcomes import request_outcome, with_live_publication
+from imagereview.queries.outcomes import mark_live_publications, request_outcome
 from imagereview.roles import is_reviewer
 
 G = Generation.State
@@ -77,9 +77,9 @@ def new_edit(request: HttpRequest) -> HttpResponse:
 
 
 def with_progress(queryset: QuerySet[ImageRequest]) -> QuerySet[ImageRequest]:
-    """Annotate generation counts by state and live publication; prefetch output thumbnails."""
+    """Annotate generation counts by state and prefetch output thumbnails."""
     return (
-        with_live_publication(queryset.select_related("requester"))
+        queryset.select_related("requester")
         .annotate(
             generations_total=Count("generations", distinct=True),
             generations_stored=Count(
@@ -106,7 +106,9 @@ def with_progress(queryset: QuerySet[ImageRequest]) -> QuerySet[ImageRequest]:
 @login_required
 @require_GET
 def my_requests(request: HttpRequest) -> HttpResponse:
-    image_requests = list(with_progress(ImageRequest.objects.filter(requester=request.user))[:50])
+    image_requests = mark_live_publications(
+        list(with_progress(ImageRequest.objects.filter(requester=request.user))[:50])
+    )
     context = {
         "image_requests": image_requests,
         "live": any(r.status == ImageRequest.Status.GENERATING for r in image_requests),
