@@ -69,11 +69,15 @@ def mark_live_publications(requests: Sequence[ImageRequest]) -> Sequence[ImageRe
     One query by the rows' ids, once they are fetched: as an annotation of the query that
     pages them, PostgreSQL hashes every publication there is to answer it for a page of 24.
     """
-    live = set(
-        Publication.objects.filter(
-            request_id__in=[image_request.pk for image_request in requests], state=P.PUBLISHED
-        ).values_list("request_id", flat=True)
-    )
+    # By request only, the state checked here: given both, SQLite walks the state's index,
+    # every publication there is.
+    live = {
+        request_id
+        for request_id, state in Publication.objects.filter(
+            request_id__in=[image_request.pk for image_request in requests]
+        ).values_list("request_id", "state")
+        if state == P.PUBLISHED
+    }
     for image_request in requests:
         image_request.live_publication = image_request.pk in live
     return requests
