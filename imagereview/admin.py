@@ -4,10 +4,11 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from imagereview import actions
-from imagereview.actions import publishing, webhooks
+from imagereview.actions import alerts, publishing, webhooks
 from imagereview.forms import WebhookEndpointForm
 from imagereview.jobs import enqueue
 from imagereview.models import (
+    Alert,
     Asset,
     CallbackReceipt,
     Decision,
@@ -370,3 +371,20 @@ class PublicationAdmin(RecordAdmin):
             publishing.retry_publication(publication_id=publication_id, actor=request.user)
             retried += 1
         self.message_user(request, f"{retried} publication(s) tried again.")
+
+
+@admin.register(Alert)
+class AlertAdmin(RecordAdmin):
+    list_display = ("id", "opened_at", "kind", "subject", "severity", "state", "title", "value")
+    list_filter = ("state", "severity", "kind", "opened_at")
+    search_fields = ("title", "detail", "kind", "subject")
+    raw_id_fields = ("acknowledged_by",)
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge the selected open alerts")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        acknowledged = 0
+        for alert_id in queryset.filter(state=Alert.State.OPEN).values_list("pk", flat=True):
+            alerts.acknowledge_alert(alert_id=alert_id, actor=request.user)
+            acknowledged += 1
+        self.message_user(request, f"{acknowledged} alert(s) acknowledged.")

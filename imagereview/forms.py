@@ -12,6 +12,7 @@ from imagereview.models import (
     Asset,
     Decision,
     ImageRequest,
+    NotificationPreference,
     OutputFormat,
     Resolution,
     WebhookEndpoint,
@@ -392,3 +393,23 @@ class LibrarySelectionForm(forms.Form):
 
     def clean_include(self) -> str:
         return self.cleaned_data["include"] or "approved"
+
+
+class NotificationPreferenceForm(forms.ModelForm):
+    """What a user wants to be told: only the choices that apply to their roles are shown."""
+
+    class Meta:
+        model = NotificationPreference
+        fields = ["review_digest", "email_decisions", "email_alerts"]
+        labels = {
+            "review_digest": "Digest of what awaits review",
+            "email_decisions": "Email me when my requests are decided, revised or fail",
+            "email_alerts": "Email me when an alert opens or resolves",
+        }
+
+    def __init__(self, *args: object, reviewer: bool, staff: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if not reviewer:
+            del self.fields["review_digest"]
+        if not staff:
+            del self.fields["email_alerts"]

@@ -547,3 +547,104 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Alert(models.Model):
+    """A drift or health condition: raised once while it lasts, resolved when it ends."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    class Severity(models.TextChoices):
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    # The detector that raised it ("provider_latency", "low_credits" ...) and what it is
+    # about ("edit", "kie" ...): one unresolved alert per pair.
+    kind = models.CharField(max_length=48)
+    subject = models.CharField(max_length=100, blank=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.OPEN, db_index=True
+    )
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    title = models.CharField(max_length=200)
+    detail = models.TextField(blank=True)
+    value = models.FloatField(null=True, blank=True)
+    baseline = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    # Where to look: a page of this app.
+    link = models.CharField(max_length=500, blank=True)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"],
+                condition=~models.Q(state="resolved"),
+                name="one_unresolved_alert_per_condition",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.state})"
+
+
+class Notification(models.Model):
+    """Something a user is told: listed in the app, and emailed as their preferences say."""
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    # "review_digest", "request_decided", "request_failed",
+    # "alert_opened", "alert_resolved".
+    kind = models.CharField(max_length=32)
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    request = models.ForeignKey(
+        ImageRequest, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient", "read_at", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.recipient_id}: {self.subject}"
+
+
+class NotificationPreference(models.Model):
+    """What a user wants to be told, and how often."""
+
+    class Digest(models.TextChoices):
+        IMMEDIATE = "immediate", "As soon as something awaits review"
+        HOURLY = "hourly", "Hourly"
+        DAILY = "daily", "Daily"
+        OFF = "off", "Off"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    review_digest = models.CharField(max_length=16, choices=Digest.choices, default=Digest.DAILY)
+    email_decisions = models.BooleanField(default=True)
+    email_alerts = models.BooleanField(default=True)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"notification preferences of {self.user_id}"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from imagereview.models import ProviderAccount
+from imagereview.models import Notification, ProviderAccount
 
 REQUESTERS = "requesters"
 REVIEWERS = "reviewers"
@@ -37,4 +37,12 @@ def context(request: HttpRequest) -> dict[str, object]:
     halt = None
     if request.user.is_authenticated and request.user.is_staff:
         halt = ProviderAccount.objects.filter(circuit_open=True).first()
-    return {"is_reviewer": is_reviewer(request.user), "provider_halt": halt}
+    unread = 0
+    if request.user.is_authenticated:
+        # One count on the (recipient, read_at, created_at) index.
+        unread = Notification.objects.filter(recipient=request.user, read_at__isnull=True).count()
+    return {
+        "is_reviewer": is_reviewer(request.user),
+        "provider_halt": halt,
+        "unread_notifications": unread,
+    }

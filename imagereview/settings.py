@@ -282,6 +282,16 @@ PUBLISH_MAX_ATTEMPTS = envint("PUBLISH_MAX_ATTEMPTS", "6")
 # A ZIP export streams its files, but keeps a directory entry per file until the end.
 EXPORT_MAX_OUTPUTS = envint("EXPORT_MAX_OUTPUTS", "5000")
 
+# The operations dashboard: what a credit costs in money, and how long work may sit in a
+# state (seconds; review in hours) before it is shown as stuck.
+CREDIT_PRICE = envfloat("CREDIT_PRICE", "0.005")
+CREDIT_CURRENCY = os.environ.get("CREDIT_CURRENCY", "USD")
+OPS_STUCK_QUEUED = envint("OPS_STUCK_QUEUED", "600")
+OPS_STUCK_SUBMITTING = envint("OPS_STUCK_SUBMITTING", "300")
+OPS_STUCK_SUBMITTED = envint("OPS_STUCK_SUBMITTED", "600")
+OPS_STUCK_SUCCEEDED = envint("OPS_STUCK_SUCCEEDED", "300")
+OPS_STUCK_REVIEW_HOURS = envint("OPS_STUCK_REVIEW_HOURS", "48")
+
 # Content Credentials (C2PA) in published PNG and JPEG files. Without a key and certificate
 # chain a local test CA and signer are made on first use, under var/, marked as untrusted.
 C2PA_SIGNING_KEY = os.environ.get("C2PA_SIGNING_KEY", "")
@@ -301,6 +311,44 @@ WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", "15")
 # private and link-local addresses never, and only https in production.
 WEBHOOK_ALLOW_LOOPBACK = envbool("WEBHOOK_ALLOW_LOOPBACK", "false" if PRODUCTION else "true")
 WEBHOOK_REQUIRE_HTTPS = envbool("WEBHOOK_REQUIRE_HTTPS", "true" if PRODUCTION else "false")
+
+# Drift alerts: the recent window (seconds) is compared with the DRIFT_BASELINE_DAYS before it,
+# and judged only on at least DRIFT_MIN_SAMPLES items.
+DRIFT_WINDOW = envint("DRIFT_WINDOW", "3600")
+DRIFT_BASELINE_DAYS = envint("DRIFT_BASELINE_DAYS", "7")
+DRIFT_MIN_SAMPLES = envint("DRIFT_MIN_SAMPLES", "10")
+# Median latency (submitted to completed) this many times the baseline's.
+DRIFT_LATENCY_FACTOR = envfloat("DRIFT_LATENCY_FACTOR", "2")
+# A rate (failures, acceptance-check failures, rejections) this many times the baseline's,
+# and at least DRIFT_RATE_MIN_RISE above it, so that a baseline of zero is not all-or-nothing.
+DRIFT_RATE_FACTOR = envfloat("DRIFT_RATE_FACTOR", "2")
+DRIFT_RATE_MIN_RISE = envfloat("DRIFT_RATE_MIN_RISE", "0.1")
+# Share of completed tasks told by an accepted callback, with callbacks on.
+DRIFT_CALLBACK_FLOOR = envfloat("DRIFT_CALLBACK_FLOOR", "0.8")
+# Tracking gaps and broken asset URLs in the window tolerated before an alert.
+DRIFT_TRACKING_GAPS = envint("DRIFT_TRACKING_GAPS", "0")
+DRIFT_BROKEN_URLS = envint("DRIFT_BROKEN_URLS", "0")
+# Stored outputs re-hashed by each check.
+DRIFT_STORAGE_SAMPLE = envint("DRIFT_STORAGE_SAMPLE", "20")
+# Low credits: fewer days left at the last 7 days' burn, or less than this many images' price.
+DRIFT_LOW_CREDIT_DAYS = envfloat("DRIFT_LOW_CREDIT_DAYS", "3")
+DRIFT_LOW_CREDIT_IMAGES = envint("DRIFT_LOW_CREDIT_IMAGES", "10")
+
+# Email: the console on the embedded defaults, SMTP once EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = envint("EMAIL_PORT", "587")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "true")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "20")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "imagereview <imagereview@localhost>")
+# A request awaiting review longer than this is overdue in reviewers' digests.
+REVIEW_OVERDUE_HOURS = envint("REVIEW_OVERDUE_HOURS", "24")
 
 LOGGING = {
     "version": 1,

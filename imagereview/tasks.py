@@ -43,3 +43,34 @@ def withdraw_publication(publication_id: int) -> None:
 
 def deliver_webhook(delivery_id: int) -> None:
     webhooks.deliver(delivery_id=delivery_id)
+
+
+def check_drift() -> None:
+    from imagereview.actions import alerts
+
+    alerts.check_drift()
+
+
+def send_review_digests() -> None:
+    from imagereview.actions import notifications
+
+    notifications.send_review_digests()
+    notifications.resend_lost_emails()
+
+
+def send_notification_email(notification_id: int) -> None:
+    from imagereview.actions import emails
+
+    emails.send_email(notification_id=notification_id)
+
+
+def notify_request_decided(image_request_id: int) -> None:
+    from imagereview.actions import notifications
+
+    notifications.notify_request_decided(image_request_id)
+
+
+def notify_request_failed(image_request_id: int) -> None:
+    from imagereview.actions import notifications
+
+    notifications.notify_request_failed(image_request_id)

@@ -3,10 +3,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from imagereview.views import (
+    alerts,
     assets,
     batch,
     callbacks,
     library,
+    notifications,
     operations,
     publishing,
     requests,
@@ -55,6 +57,19 @@ urlpatterns = [
         name="provider_callback",
     ),
     path("operations/resume/", operations.resume_submissions, name="resume_submissions"),
+    path("operations/alerts/", alerts.alert_list, name="alerts"),
+    path(
+        "operations/alerts/<int:alert_id>/acknowledge/",
+        alerts.acknowledge,
+        name="acknowledge_alert",
+    ),
+    path("operations/", operations.dashboard, name="operations"),
+    path("operations/cost.csv", operations.cost_csv, name="operations_cost_csv"),
+    path(
+        "operations/generations/<int:generation_id>/<str:action>/",
+        operations.generation_action,
+        name="operations_generation_action",
+    ),
     path("webhooks/", webhooks.endpoint_list, name="webhook_endpoints"),
     path("webhooks/new/", webhooks.new_endpoint, name="new_webhook_endpoint"),
     path("webhooks/<int:endpoint_id>/", webhooks.endpoint_detail, name="webhook_endpoint"),
@@ -70,6 +85,18 @@ urlpatterns = [
         "webhooks/deliveries/<int:delivery_id>/redeliver/",
         webhooks.redeliver,
         name="redeliver_webhook",
+    ),
+    path("notifications/", notifications.notification_list, name="notifications"),
+    path("notifications/read/", notifications.mark_all_read, name="mark_notifications_read"),
+    path(
+        "notifications/settings/",
+        notifications.notification_settings,
+        name="notification_settings",
+    ),
+    path(
+        "notifications/<int:notification_id>/",
+        notifications.open_notification,
+        name="open_notification",
     ),
     path("admin/", admin.site.urls),
 ]

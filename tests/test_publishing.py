@@ -517,3 +517,25 @@ def test_a_failed_announcement_is_retried_by_the_dispatcher(
     delivery.refresh_from_db()
     assert delivery.state == WebhookDelivery.State.DELIVERED
     assert {r.webhook_id for r in webhook_receiver.seen()} == {delivery.event.event_id}
+
+
+def test_a_run_that_signed_while_another_landed_leaves_the_landed_file(
+    approved_output, reviewer, publish_root, monkeypatch
+):
+    publication = publishing.publish(output=approved_output, actor=reviewer)
+    sign = publishing._sign
+    overtaken = []
+
+    def sign_while_another_run_lands(output, signed, document):
+        outcome = sign(output, signed, document)
+        if not overtaken:  # the first run is overtaken by a second one, which lands first
+            overtaken.append(True)
+            publishing.run_publication(publication_id=publication.pk)
+        return outcome
+
+    monkeypatch.setattr(publishing, "_sign", sign_while_another_run_lands)
+    publishing.run_publication(publication_id=publication.pk)
+    publication.refresh_from_db()
+    landed_file = publish_root / publication.key
+    assert hashlib.sha256(landed_file.read_bytes()).hexdigest() == publication.sha256
+    assert Event.objects.filter(publication=publication, to_state="published").count() == 1

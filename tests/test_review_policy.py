@@ -107,7 +107,10 @@ def test_request_changes_submits_the_next_version_at_once(
         "16:9",
     )
     assert revision.requester == requester
-    assert [job[0] for job in enqueued] == ["imagereview.tasks.submit_generation"]
+    assert [job[0] for job in enqueued] == [
+        "imagereview.tasks.submit_generation",
+        "imagereview.tasks.notify_request_decided",
+    ]
     item.refresh_from_db()
     assert item.status == R.CHANGES_REQUESTED
     decision = Decision.objects.get(verdict="changes")

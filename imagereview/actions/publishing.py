@@ -1,15 +1,15 @@
 """Publishing: approved outputs copied to a publish target with their manifest, and retracted.
 
 `publish` records the wish and returns at once; the cluster's `run_publication` does the
-copy. That job may run twice, or die mid-copy and run again: it writes the same key each
-time, reads back what landed and checks its sha256 before the publication counts.
+copy. That job may run twice, at once or after dying mid-copy: it lands the file while
+holding the publication's row, always at the same key, and reads back what landed to check
+its sha256 before the publication counts.
 """
 
 import json
 import logging
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +26,7 @@ from imagereview import media
 from imagereview.actions import webhooks
 from imagereview.jobs import dispatch_lease, enqueue, enqueue_after_commit
 from imagereview.limits import backoff
-from imagereview.models import Asset, ImageRequest, Publication
+from imagereview.models import Asset, ImageRequest, Publication, WebhookEvent
 from imagereview.publishing import credentials, manifest, targets
 from imagereview.publishing.signer import SigningConfigurationError
 from imagereview.transitions import lock, move, record_creation
@@ -136,12 +137,8 @@ def run_publication(*, publication_id: int) -> None:
     except PublishRefused as refused:
         _fail(publication_id, str(refused), final=True)
         return
-    published_at = timezone.now()
-    document = manifest.manifest_for(output)
-    document["publication"] = _publication_block(publication, published_at)
-    document["timestamps"]["published_at"] = document["publication"]["published_at"]
     try:
-        landed = _copy(publication, document)
+        event = _publish(publication)
     except (OSError, PublishRefused, targets.UnknownTarget) as error:
         _fail(publication_id, str(error))
         return
@@ -152,29 +149,8 @@ def run_publication(*, publication_id: int) -> None:
         log.exception("publishing %s failed", publication_id)
         _fail(publication_id, f"{type(error).__name__}: {error}")
         return
-    with transaction.atomic():
-        publication = lock(Publication, publication_id)
-        if publication.state != P.PENDING:
-            return
-        move(
-            publication,
-            P.PUBLISHED,
-            source="cluster",
-            sha256=landed.sha256,
-            bytes=landed.bytes,
-            credentials=landed.credentials.status,
-            credentials_note=landed.credentials.note,
-            manifest=landed.manifest,
-            published_at=published_at,
-            failure_message="",
-            next_attempt_at=None,
-        )
-        event = webhooks.emit(
-            "output.published",
-            publication_data(publication),
-            request_id=publication.request_id,
-            queue=False,
-        )
+    if event is None:
+        return
     log.info("publication %s landed at %s:%s", publication_id, publication.target, publication.key)
     # Already on the cluster: make the first attempts here rather than queue them behind
     # other publications.
@@ -182,20 +158,55 @@ def run_publication(*, publication_id: int) -> None:
         webhooks.deliver(delivery_id=delivery_id)
 
 
-@dataclass(frozen=True)
-class _Landed:
-    """What the target holds after a copy, checked."""
+def _publish(publication: Publication) -> WebhookEvent | None:
+    """Sign a copy, then land it and its manifest while holding the publication's row.
 
-    sha256: str
-    bytes: int
-    credentials: credentials.CredentialsOutcome
-    manifest: dict
-
-
-def _copy(publication: Publication, document: dict) -> _Landed:
-    storage = targets.storage_for(publication.target)
+    Signing is not repeatable (the credentials carry the moment), so two runs of one job
+    write different bytes: the row lock lets one land and record its file, and the other
+    find the work done. A run killed while landing leaves a file the next run replaces.
+    """
     output = publication.output
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as signed, ExitStack() as files:
+    published_at = timezone.now()
+    document = manifest.manifest_for(output)
+    document["publication"] = _publication_block(publication, published_at)
+    document["timestamps"]["published_at"] = document["publication"]["published_at"]
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as signed:
+        outcome = _sign(output, signed, document)
+        document["publication"]["credentials"] = outcome.status
+        document["publication"]["credentials_note"] = outcome.note
+        signed.seek(0)
+        sha256, size = media.digest(signed)
+        with transaction.atomic():
+            publication = lock(Publication, publication.pk)
+            if publication.state != P.PENDING:
+                return None
+            storage = targets.storage_for(publication.target)
+            _land(storage, publication.key, signed, sha256=sha256, size=size)
+            _write_manifest(storage, publication.manifest_key, document)
+            move(
+                publication,
+                P.PUBLISHED,
+                source="cluster",
+                sha256=sha256,
+                bytes=size,
+                credentials=outcome.status,
+                credentials_note=outcome.note,
+                manifest=document,
+                published_at=published_at,
+                failure_message="",
+                next_attempt_at=None,
+            )
+            return webhooks.emit(
+                "output.published",
+                publication_data(publication),
+                request_id=publication.request_id,
+                queue=False,
+            )
+
+
+def _sign(output: Asset, signed: IO[bytes], document: dict) -> credentials.CredentialsOutcome:
+    """Write the output with its Content Credentials (or, if it cannot carry them, as it is)."""
+    with ExitStack() as files:
         source = files.enter_context(output.file.open("rb"))
         references = [
             credentials.Reference(
@@ -205,32 +216,29 @@ def _copy(publication: Publication, document: dict) -> _Landed:
             )
             for reference in _references(output.request)
         ]
-        outcome = credentials.embed_credentials(
+        return credentials.embed_credentials(
             source,
             signed,
             content_type=output.content_type,
             manifest=document,
             references=references,
         )
-        document["publication"]["credentials"] = outcome.status
-        document["publication"]["credentials_note"] = outcome.note
-        signed.seek(0)
-        sha256, size = media.digest(signed)
-        signed.seek(0)
-        # The target overwrites: a run killed mid-copy leaves a file the next run replaces.
-        saved = storage.save(publication.key, File(signed, name=publication.key))
-    if saved != publication.key:
+
+
+def _land(storage: Storage, key: str, signed: IO[bytes], *, sha256: str, size: int) -> None:
+    """Write the file at `key` (the target overwrites) and check what landed there."""
+    signed.seek(0)
+    saved = storage.save(key, File(signed, name=key))
+    if saved != key:
         storage.delete(saved)
-        raise PublishRefused(f"the target stored the file as {saved}, not {publication.key}")
-    with storage.open(publication.key, "rb") as landed:
+        raise PublishRefused(f"the target stored the file as {saved}, not {key}")
+    with storage.open(key, "rb") as landed:
         landed_sha256, landed_size = media.digest(landed)
     if (landed_sha256, landed_size) != (sha256, size):
         raise PublishRefused(
-            f"what landed at {publication.key} is not what was sent "
+            f"what landed at {key} is not what was sent "
             f"(sha256 {landed_sha256[:12]}… of {landed_size} bytes, sent {sha256[:12]}…)"
         )
-    _write_manifest(storage, publication.manifest_key, document)
-    return _Landed(sha256, size, outcome, document)
 
 
 def _references(image_request: ImageRequest) -> list[Asset]:
@@ -239,7 +247,7 @@ def _references(image_request: ImageRequest) -> list[Asset]:
     return list(image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index"))
 
 
-def _write_manifest(storage: object, key: str, document: dict) -> None:
+def _write_manifest(storage: Storage, key: str, document: dict) -> None:
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     storage.save(key, ContentFile(body, name=key))
 

@@ -21,7 +21,7 @@ from imagereview.actions.publishing import send_due_publications
 from imagereview.actions.requests import settle_request
 from imagereview.actions.webhooks import send_due_deliveries
 from imagereview.jobs import backlog, dispatch_lease, enqueue, enqueue_after_commit
-from imagereview.models import CallbackReceipt, Generation, ImageRequest
+from imagereview.models import CallbackReceipt, Event, Generation, ImageRequest
 from imagereview.providers.kie import KieClient
 from imagereview.transitions import lock, move, record_creation
 
@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 
 G = Generation.State
 BATCH = 200
+# The job that takes a generation on from each working state.
+NEXT_JOB = {
+    G.QUEUED: "submit_generation",
+    G.SUBMITTING: "refresh_generation",
+    G.SUBMITTED: "refresh_generation",
+    G.SUCCEEDED: "store_outputs",
+}
 
 
 def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, int]:
@@ -184,3 +191,63 @@ def retry_generation(
             move(image_request, ImageRequest.Status.GENERATING, source="admin", actor=actor)
         enqueue_after_commit("submit_generation", retry.pk)
     return retry
+
+
+def cancel_generation(*, generation_id: int, actor: AbstractBaseUser | None = None) -> bool:
+    """Give up on a generation that is not final: fail it as cancelled and settle its request.
+
+    A task the provider is still running may yet be billed; its late result is not applied.
+    """
+    with transaction.atomic():
+        if not _cancel(generation_id, actor=actor):
+            return False
+        settle_request(Generation.objects.get(pk=generation_id).request_id)
+    return True
+
+
+def _cancel(generation_id: int, *, actor: AbstractBaseUser | None) -> bool:
+    generation = lock(Generation, generation_id)
+    if generation is None or generation.is_final:
+        return False
+    move(
+        generation,
+        G.FAILED,
+        source="admin",
+        actor=actor,
+        note="cancelled by an admin",
+        failure_code="cancelled",
+        failure_message="Cancelled by an admin.",
+    )
+    return True
+
+
+def ask_refresh(*, generation_id: int, actor: AbstractBaseUser | None = None) -> bool:
+    """Ask again about a generation's next step, and note who asked in the audit log."""
+    with transaction.atomic():
+        generation = lock(Generation, generation_id)
+        if generation is None or generation.is_final:
+            return False
+        Event.objects.create(
+            subject="generation",
+            request_id=generation.request_id,
+            generation_id=generation.pk,
+            from_state=generation.state,
+            to_state=generation.state,
+            actor=actor,
+            source="admin",
+            note="refresh asked",
+        )
+        enqueue_after_commit(NEXT_JOB.get(generation.state, "refresh_generation"), generation.pk)
+    return True
+
+
+def replace_generation(
+    *, generation_id: int, actor: AbstractBaseUser | None = None
+) -> Generation | None:
+    """Retry a generation, cancelling it first if it is stuck short of a final state.
+
+    The request is not settled in between: it goes on generating with the retry.
+    """
+    with transaction.atomic():
+        _cancel(generation_id, actor=actor)
+        return retry_generation(generation_id=generation_id, actor=actor)

@@ -141,6 +141,7 @@ def settle_request(request_id: int) -> None:
         apply_acceptance_rules(image_request)
     elif image_request.status == R.GENERATING:
         move(image_request, R.FAILED, source="cluster", note="no generation succeeded")
+        enqueue_after_commit("notify_request_failed", image_request.pk)
         failures = image_request.generations.values("variant", "failure_code", "failure_message")
         webhooks.emit(
             "request.failed",

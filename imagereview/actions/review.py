@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagereview.actions import webhooks
+from imagereview.jobs import enqueue_after_commit
 from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.transitions import lock, move
 from imagereview.verdicts import OutputTally, counting_rows, standings
@@ -306,6 +307,7 @@ def request_changes(
             note=f"revision #{revision.pk}",
             **RELEASED,
         )
+        enqueue_after_commit("notify_request_decided", image_request.pk)
     return revision
 
 
@@ -364,6 +366,7 @@ def _resettle_after_undo(image_request: ImageRequest, reviewer: AbstractBaseUser
         move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
     if standing != R.IN_REVIEW:
         move(image_request, standing, source="review", actor=reviewer, note="undo")
+        enqueue_after_commit("notify_request_decided", image_request.pk)
 
 
 def other_claimant(
@@ -448,3 +451,4 @@ def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | Non
     if standing != R.IN_REVIEW:
         source = "review" if reviewer else "acceptance rules"
         move(image_request, standing, source=source, actor=reviewer, **RELEASED)
+        enqueue_after_commit("notify_request_decided", image_request.pk)

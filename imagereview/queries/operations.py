@@ -1,0 +1,371 @@
+"""The health figures of the operations dashboard: volume, stuck work, failures, callbacks.
+
+Each figure is one function over a period [start, end) returning a small dataclass, built
+from a fixed number of aggregate queries. Percentiles are computed in Python over a bounded
+sample (the latest `SAMPLE` rows of the period), which keeps them exact for ordinary periods
+and cheap for huge ones. Cost and review figures live in `queries.spending`.
+"""
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Substr, TruncDate
+from django.utils import timezone
+
+from imagereview.models import CallbackReceipt, Event, Generation, ImageRequest
+
+G = Generation.State
+R = ImageRequest.Status
+SAMPLE = 2000
+PERIODS = {"today": 0, "7d": 7, "30d": 30}
+# A custom period spans at most a year: its charts draw a bar a day.
+MAX_CUSTOM = timedelta(days=366)
+# Failure codes we set ourselves; every other code is the provider's. A failed store is
+# told apart by its message: a refused URL, a download that broke, or a file that is no image.
+OWN_CAUSES = {
+    "download_refused": "Result URL refused (unsafe, unknown host, or an HTTP error)",
+    "download_failed": "Result download broke off or timed out",
+    "decode_failed": "Result was not a readable image",
+    "timeout": "Timed out waiting for the provider",
+    "cancelled": "Cancelled by an admin",
+}
+STORE = Q(failure_code="store")
+CAUSE = Case(
+    When(STORE & Q(failure_message__contains="image"), then=Value("decode_failed")),
+    When(
+        STORE
+        & (
+            Q(failure_message__contains="URL")
+            | Q(failure_message__contains="host")
+            | Q(failure_message__contains="address")
+        ),
+        then=Value("download_refused"),
+    ),
+    When(STORE, then=Value("download_failed")),
+    default=F("failure_code"),
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+    key: str = "custom"
+
+    @property
+    def days(self) -> list:
+        first = timezone.localtime(self.start).date()
+        last = timezone.localtime(self.end - timedelta(microseconds=1)).date()
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def period_for(
+    key: str, *, start: datetime | None = None, end: datetime | None = None, now=None
+) -> Period:
+    """The period named `key` ("today", "7d", "30d"), or [start, end) for "custom"."""
+    now = now or timezone.now()
+    if key == "custom" and start and end and start < end:
+        return Period(max(start, end - MAX_CUSTOM), end, "custom")
+    key = key if key in PERIODS else "7d"
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Period(midnight - timedelta(days=max(PERIODS[key] - 1, 0)), now, key)
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile of `values` (share in 0-1), None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Volume:
+    requests: int
+    generations: int
+    # (day, mode, resolution, count)
+    requests_by_day: list[tuple] = field(default_factory=list)
+    generations_by_day: list[tuple] = field(default_factory=list)
+    # state -> (count, oldest timestamp) of all work now, whatever its age
+    request_states: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+    generation_states: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+
+
+def volume(period: Period) -> Volume:
+    """Requests and generations made in the period per day, and all work in each state now."""
+    requests = (
+        ImageRequest.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "mode", "resolution")
+        .annotate(n=Count("id"))
+        .order_by("day", "mode", "resolution")
+    )
+    generations = (
+        Generation.objects.filter(queued_at__gte=period.start, queued_at__lt=period.end)
+        .annotate(day=TruncDate("queued_at"))
+        .values_list("day", "request__mode", "request__resolution")
+        .annotate(n=Count("id"))
+        .order_by("day", "request__mode", "request__resolution")
+    )
+    # Counts come from the state indexes alone; the oldest item is looked up only for work
+    # still under way (a final state's oldest row is history, not a problem).
+    request_states = _states(ImageRequest.objects, "status", [R.GENERATING, R.IN_REVIEW])
+    generation_states = _states(
+        Generation.objects.all(), "state", [G.QUEUED, G.SUBMITTING, G.SUBMITTED, G.SUCCEEDED]
+    )
+    requests, generations = list(requests), list(generations)
+    return Volume(
+        requests=sum(row[3] for row in requests),
+        generations=sum(row[3] for row in generations),
+        requests_by_day=requests,
+        generations_by_day=generations,
+        request_states={s: request_states.get(s, (0, None)) for s in R.values},
+        generation_states={s: generation_states.get(s, (0, None)) for s in G.values},
+    )
+
+
+def _states(rows: QuerySet, column: str, working: list[str]) -> dict[str, tuple]:
+    """{state: (count, oldest last change)} with the oldest for working states only."""
+    counts = dict(rows.values_list(column).annotate(n=Count("id")).order_by())
+    oldest = dict(
+        rows.filter(**{f"{column}__in": working})
+        .values_list(column)
+        .annotate(oldest=Min("updated_at"))
+        .order_by()
+    )
+    return {state: (n, oldest.get(state)) for state, n in counts.items()}
+
+
+@dataclass
+class StuckWork:
+    # state -> count of generations past their expected time in it
+    generation_counts: dict[str, int]
+    generations: list[Generation]
+    requests_in_review: int
+    oldest_requests: list[ImageRequest]
+    review_limit: timedelta
+
+
+def stuck_limits() -> dict[str, timedelta]:
+    """How long a generation may sit in each working state before it counts as stuck."""
+    return {
+        G.QUEUED: timedelta(seconds=settings.OPS_STUCK_QUEUED),
+        G.SUBMITTING: timedelta(seconds=settings.OPS_STUCK_SUBMITTING),
+        G.SUBMITTED: timedelta(seconds=settings.OPS_STUCK_SUBMITTED),
+        G.SUCCEEDED: timedelta(seconds=settings.OPS_STUCK_SUCCEEDED),
+    }
+
+
+def stuck_filter(now: datetime) -> Q:
+    """Generations past their expected time in a working state.
+
+    Time in state is measured from the column that state sets: submitted_at for submitted,
+    completed_at for succeeded-not-stored, the last change for queued and submitting.
+    """
+    limits = stuck_limits()
+    return (
+        Q(state=G.QUEUED, updated_at__lt=now - limits[G.QUEUED])
+        | Q(state=G.SUBMITTING, updated_at__lt=now - limits[G.SUBMITTING])
+        | Q(state=G.SUBMITTED, submitted_at__lt=now - limits[G.SUBMITTED])
+        | Q(state=G.SUCCEEDED, completed_at__lt=now - limits[G.SUCCEEDED])
+    )
+
+
+def stuck_work(*, now: datetime | None = None, limit: int = 25) -> StuckWork:
+    """Work stuck now (not tied to the period): counts, and the oldest items to act on."""
+    now = now or timezone.now()
+    stuck = Generation.objects.filter(stuck_filter(now))
+    counts = dict(stuck.values_list("state").annotate(n=Count("id")).order_by())
+    review_limit = timedelta(hours=settings.OPS_STUCK_REVIEW_HOURS)
+    # A request enters review when its last generation is stored: its last change until
+    # someone decides, so updated_at is the time it has waited.
+    waiting = ImageRequest.objects.filter(status=R.IN_REVIEW, updated_at__lt=now - review_limit)
+    return StuckWork(
+        generation_counts={state: counts.get(state, 0) for state in stuck_limits()},
+        generations=list(stuck.select_related("request").order_by("updated_at", "id")[:limit]),
+        requests_in_review=waiting.count(),
+        oldest_requests=list(waiting.order_by("updated_at", "id")[:limit]),
+        review_limit=review_limit,
+    )
+
+
+@dataclass
+class Failures:
+    failed: int
+    # code -> count
+    provider_codes: dict[str, int]
+    own_causes: dict[str, int]
+    # (day, code, count)
+    by_day: list[tuple]
+    asked: int
+    creates: int
+    retries: int
+    duplicates: int
+    submit_attempts: int
+    # Creates sent back to the queue to wait: after any retryable error, after a 429
+    backoffs: int = 0
+    rate_limited: int = 0
+    # Creates held back by a halt of the account, by the code that halted it
+    halts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def own_cause_rows(self) -> list[tuple[str, str, int]]:
+        return [(cause, OWN_CAUSES[cause], n) for cause, n in self.own_causes.items()]
+
+    @property
+    def retry_rate(self) -> float | None:
+        """Provider tasks created per generation asked for: 1.0 when nothing was redone."""
+        return self.creates / self.asked if self.asked else None
+
+
+def failures(period: Period) -> Failures:
+    """Failures by code and cause, and how much work was created again, in the period."""
+    failed = Generation.objects.filter(
+        state__in=[G.FAILED, G.TIMED_OUT], updated_at__gte=period.start, updated_at__lt=period.end
+    )
+    by_code = dict(
+        failed.annotate(cause=CAUSE).values_list("cause").annotate(n=Count("id")).order_by()
+    )
+    by_day = list(
+        failed.annotate(day=TruncDate("updated_at"))
+        .values_list("day", "failure_code")
+        .annotate(n=Count("id"))
+        .order_by("day", "failure_code")
+    )
+    made = Generation.objects.filter(queued_at__gte=period.start, queued_at__lt=period.end)
+    totals = made.aggregate(
+        asked=Count("id", filter=Q(retry_of=None, duplicate_of=None)),
+        creates=Count("id", filter=Q(provider_task_id__isnull=False)),
+        retries=Count("id", filter=~Q(retry_of=None)),
+        duplicates=Count("id", filter=~Q(duplicate_of=None)),
+        attempts=Sum("attempts"),
+    )
+    # A create that failed and will be tried again moves back to queued with a note that
+    # starts with the action and the code ("retry: 429 ...", "halt: 402 ...").
+    requeued = Event.objects.filter(
+        subject="generation",
+        from_state=G.SUBMITTING,
+        to_state=G.QUEUED,
+        created_at__gte=period.start,
+        created_at__lt=period.end,
+    )
+    waits = requeued.aggregate(
+        backoffs=Count("id", filter=Q(note__startswith="retry: ")),
+        rate_limited=Count("id", filter=Q(note__startswith="retry: 429 ")),
+    )
+    halts = dict(
+        requeued.filter(note__startswith="halt: ")
+        .annotate(code=Substr("note", 7, 3))
+        .values_list("code")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return Failures(
+        failed=sum(by_code.values()),
+        provider_codes={c: n for c, n in by_code.items() if c not in OWN_CAUSES},
+        own_causes={c: n for c, n in by_code.items() if c in OWN_CAUSES},
+        by_day=by_day,
+        asked=totals["asked"],
+        creates=totals["creates"],
+        retries=totals["retries"],
+        duplicates=totals["duplicates"],
+        submit_attempts=totals["attempts"] or 0,
+        backoffs=waits["backoffs"],
+        rate_limited=waits["rate_limited"],
+        halts=halts,
+    )
+
+
+@dataclass
+class Callbacks:
+    completed: int
+    by_callback: int
+    # Completed by polling: no authentic callback had come when the task was found final.
+    missed: int
+    refused: dict[str, int]
+    received: int
+    duplicates: int
+    delay_p50: float | None
+    delay_p95: float | None
+
+    @property
+    def callback_share(self) -> float | None:
+        return self.by_callback / self.completed if self.completed else None
+
+
+def callbacks(period: Period) -> Callbacks:
+    """How generations completed in the period learned of it, and how callbacks fared.
+
+    A generation completed by callback has an accepted receipt for its task received no
+    later than its completion (the callback woke the refresh that found it final); without
+    one, polling found it, and its callback was missed (late or never sent).
+    """
+    accepted = CallbackReceipt.objects.filter(outcome=CallbackReceipt.Outcome.ACCEPTED)
+    woke = accepted.filter(
+        task_id=OuterRef("provider_task_id"), received_at__lte=OuterRef("completed_at")
+    )
+    completed = Generation.objects.filter(
+        completed_at__gte=period.start, completed_at__lt=period.end, provider_task_id__isnull=False
+    ).aggregate(total=Count("id"), by_callback=Count("id", filter=Q(Exists(woke))))
+    receipts = CallbackReceipt.objects.filter(
+        received_at__gte=period.start, received_at__lt=period.end
+    )
+    refused = dict(
+        receipts.exclude(outcome=CallbackReceipt.Outcome.ACCEPTED)
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counted = receipts.filter(outcome=CallbackReceipt.Outcome.ACCEPTED).aggregate(
+        n=Count("id"), tasks=Count("task_id", distinct=True)
+    )
+    sample = receipts.filter(outcome=CallbackReceipt.Outcome.ACCEPTED).order_by("-received_at")
+    delays = [
+        delay
+        for body, received in sample.values_list("body", "received_at")[:SAMPLE]
+        if (delay := _callback_delay(body, received)) is not None
+    ]
+    return Callbacks(
+        completed=completed["total"],
+        by_callback=completed["by_callback"],
+        missed=completed["total"] - completed["by_callback"],
+        refused=refused,
+        received=counted["n"],
+        duplicates=counted["n"] - counted["tasks"],
+        delay_p50=percentile(delays, 0.5),
+        delay_p95=percentile(delays, 0.95),
+    )
+
+
+def _callback_delay(body: str, received: datetime) -> float | None:
+    """Seconds from the provider's completeTime (Unix ms) in a callback body to its receipt."""
+    try:
+        complete = int((json.loads(body).get("data") or {}).get("completeTime"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    completed = datetime.fromtimestamp(complete / 1000, tz=UTC)
+    return max(0.0, (received - completed).total_seconds())
+
+
+def latency_by_day(period: Period) -> list[tuple]:
+    """(day, p50 seconds, count) of submitted to completed, over a bounded sample."""
+    rows = (
+        Generation.objects.filter(
+            completed_at__gte=period.start,
+            completed_at__lt=period.end,
+            submitted_at__isnull=False,
+        )
+        .order_by("-completed_at")
+        .values_list("submitted_at", "completed_at")[:SAMPLE]
+    )
+    by_day: dict = defaultdict(list)
+    for submitted, completed in rows:
+        by_day[timezone.localtime(completed).date()].append((completed - submitted).total_seconds())
+    return [(day, percentile(by_day[day], 0.5), len(by_day[day])) for day in sorted(by_day)]
