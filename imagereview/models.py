@@ -100,6 +100,8 @@ class ImageRequest(models.Model):
             models.Index(fields=["status", "created_at", "id"]),
             models.Index(fields=["status", "mode", "created_at", "id"]),
             models.Index(fields=["requester", "created_at"]),
+            # The dashboard's cohort: the requests created in a period.
+            models.Index(fields=["created_at"], name="request_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -171,7 +173,13 @@ class Generation(models.Model):
                 fields=["provider", "provider_task_id"], name="unique_provider_task"
             ),
         ]
-        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            # The dashboard's periods: work queued, completed, or failed in a range of days.
+            models.Index(fields=["queued_at"], name="generation_queued_idx"),
+            models.Index(fields=["completed_at"], name="generation_completed_idx"),
+            models.Index(fields=["state", "updated_at"], name="generation_state_updated_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"generation {self.pk} of request {self.request_id} ({self.state})"

@@ -138,6 +138,11 @@ def cohort_outputs(period: Period) -> list[CohortOutput]:
     return found
 
 
+def _week_key(week: datetime) -> str:
+    """The Monday TruncWeek returns, as a date string."""
+    return timezone.localtime(week).date().isoformat()
+
+
 def _week_of(moment: datetime) -> str:
     """The Monday that starts the week of `moment`, as TruncWeek names it."""
     day = timezone.localtime(moment).date()
@@ -165,36 +170,40 @@ def cost(
         for output in outputs
         if output.verdict == V.APPROVE
     ]
-    total = spent.aggregate(**sums)
-    groups: dict[str, list[CostLine]] = {}
-    for position, (name, column) in enumerate(GROUPS.items()):
-        counts = Counter(row[position] for row in approved)
-        lines = {
-            key: CostLine(str(key), credits or ZERO, estimated or ZERO, counts.get(key, 0))
-            for key, credits, estimated in spent.values_list(column)
-            .annotate(**sums)
-            .order_by(column)
-        }
-        for key, n in counts.items():
-            lines.setdefault(key, CostLine(str(key), approved=n))
-        groups[name] = sorted(lines.values(), key=lambda line: line.key)
-    approved_weeks = Counter(
-        _week_of(output.created_at) for output in outputs if output.verdict == V.APPROVE
-    )
-    groups["week"] = [
-        CostLine(key, credits or ZERO, estimated or ZERO, approved_weeks.get(key, 0))
-        for week, credits, estimated in spent.annotate(week=TruncWeek("request__created_at"))
-        .values_list("week")
+    # One grouped query holds every group's sums: a handful of rows, however much work.
+    cells = [
+        (mode, resolution, requester, _week_key(week), credits or ZERO, estimated or ZERO)
+        for mode, resolution, requester, week, credits, estimated in spent.annotate(
+            week=TruncWeek("request__created_at")
+        )
+        .values_list(*GROUPS.values(), "week")
         .annotate(**sums)
-        .order_by("week")
-        if (key := timezone.localtime(week).date().isoformat())
+        .order_by()
     ]
+    groups: dict[str, list[CostLine]] = {}
+    for position, name in enumerate([*GROUPS, "week"]):
+        if name == "week":
+            counts = Counter(
+                _week_of(output.created_at) for output in outputs if output.verdict == V.APPROVE
+            )
+        else:
+            counts = Counter(row[position] for row in approved)
+        lines: dict = {}
+        for cell in cells:
+            line = lines.setdefault(cell[position], CostLine(str(cell[position])))
+            line.credits += cell[4]
+            line.estimated += cell[5]
+        for key, n in counts.items():
+            # A week is listed for the credits spent in it, as TruncWeek names it.
+            if name != "week" or key in lines:
+                lines.setdefault(key, CostLine(str(key))).approved = n
+        groups[name] = sorted(lines.values(), key=lambda line: line.key)
+    spent_total = sum((cell[4] for cell in cells), ZERO)
+    spent_estimated = sum((cell[5] for cell in cells), ZERO)
     account = ProviderAccount.objects.filter(provider="kie").first()
     return Cost(
         balance=account.credits if account else None,
-        total=CostLine(
-            "all", total["spent"] or ZERO, total["spent_estimated"] or ZERO, len(approved)
-        ),
+        total=CostLine("all", spent_total, spent_estimated, len(approved)),
         groups=groups,
         burn_by_day=burn_by_day(period),
         recent_daily_burn=_recent_daily_burn(now),
