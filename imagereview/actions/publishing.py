@@ -168,7 +168,7 @@ def _publish(publication: Publication) -> WebhookEvent | None:
     output = publication.output
     published_at = timezone.now()
     document = manifest.manifest_for(output)
-    document["publication"] = _publication_block(publication, published_at)
+    document["publication"] = manifest.publication_block(publication, published_at=published_at)
     document["timestamps"]["published_at"] = document["publication"]["published_at"]
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as signed:
         outcome = _sign(output, signed, document)
@@ -250,18 +250,6 @@ def _references(image_request: ImageRequest) -> list[Asset]:
 def _write_manifest(storage: Storage, key: str, document: dict) -> None:
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     storage.save(key, ContentFile(body, name=key))
-
-
-def _publication_block(publication: Publication, published_at: datetime) -> dict:
-    return {
-        "id": publication.pk,
-        "target": publication.target,
-        "key": publication.key,
-        "published_at": published_at.isoformat().replace("+00:00", "Z"),
-        "credentials": "",
-        "credentials_note": "",
-        "retracted": None,
-    }
 
 
 def _fail(publication_id: int, message: str, *, final: bool = False) -> None:
@@ -350,14 +338,7 @@ def withdraw(*, publication_id: int) -> None:
     if publication is None or publication.state != P.RETRACTED or publication.withdrawn_at:
         return
     storage = targets.storage_for(publication.target)
-    document = dict(publication.manifest or {})
-    document["publication"] = {
-        **(document.get("publication") or _publication_block(publication, publication.created_at)),
-        "retracted": {
-            "at": publication.retracted_at.isoformat().replace("+00:00", "Z"),
-            "reason": publication.retract_reason,
-        },
-    }
+    document = {**publication.manifest, "publication": manifest.publication_block(publication)}
     storage.delete(publication.key)
     _write_manifest(storage, publication.manifest_key, document)
     Publication.objects.filter(pk=publication_id, withdrawn_at=None).update(

@@ -152,7 +152,7 @@ def _manifest(
             "requester": _person(image_request.requester, "requester"),
             "revision": image_request.revision,
             "parent_id": image_request.parent_id,
-            "created_at": _iso(image_request.created_at),
+            "created_at": iso(image_request.created_at),
         },
         "revision_chain": [
             {
@@ -160,7 +160,7 @@ def _manifest(
                 "revision": version.revision,
                 "prompt": version.prompt,
                 "status": version.status,
-                "created_at": _iso(version.created_at),
+                "created_at": iso(version.created_at),
             }
             for version in line
         ],
@@ -187,7 +187,7 @@ def _manifest(
             "height": output.height,
             "format": output.content_type.removeprefix("image/").replace("jpeg", "jpg"),
             "content_type": output.content_type,
-            "stored_at": _iso(output.created_at),
+            "stored_at": iso(output.created_at),
         },
         "checks": [
             {"name": c["name"], "passed": bool(c["passed"]), "detail": c.get("detail", "")}
@@ -198,11 +198,11 @@ def _manifest(
                 "verdict": decision.verdict,
                 "reason": decision.reason,
                 "comment": decision.comment,
-                "at": _iso(decision.created_at),
+                "at": iso(decision.created_at),
                 "reviewer": _person(decision.reviewer, "reviewer")
                 if decision.reviewer
                 else {"role": "acceptance rules", "name": None},
-                "undone_at": _iso(decision.undone_at),
+                "undone_at": iso(decision.undone_at),
             }
             for decision in decisions
         ],
@@ -210,7 +210,7 @@ def _manifest(
             "approved": approved,
             "approvals": approvals,
             "required_approvals": image_request.required_approvals,
-            "approved_at": _iso(approved_at),
+            "approved_at": iso(approved_at),
         },
         "cost": {
             "request_credits": _credits(generations),
@@ -218,14 +218,14 @@ def _manifest(
             "estimated": any(g.credits_estimated for g in line_generations),
         },
         "timestamps": {
-            "requested_at": _iso(image_request.created_at),
-            "submitted_at": _iso(generation.submitted_at),
-            "completed_at": _iso(generation.completed_at),
-            "stored_at": _iso(generation.stored_at or output.created_at),
-            "approved_at": _iso(approved_at),
-            "published_at": _iso(published_at),
+            "requested_at": iso(image_request.created_at),
+            "submitted_at": iso(generation.submitted_at),
+            "completed_at": iso(generation.completed_at),
+            "stored_at": iso(generation.stored_at or output.created_at),
+            "approved_at": iso(approved_at),
+            "published_at": iso(published_at),
         },
-        "publication": _publication(publication),
+        "publication": publication_block(publication),
     }
 
 
@@ -238,22 +238,25 @@ def _task(generation: Generation) -> dict:
         "kind": kind or "original",
         "credits": float(generation.credits) if generation.credits is not None else None,
         "credits_estimated": generation.credits_estimated,
-        "submitted_at": _iso(generation.submitted_at),
-        "completed_at": _iso(generation.completed_at),
+        "submitted_at": iso(generation.submitted_at),
+        "completed_at": iso(generation.completed_at),
     }
 
 
-def _publication(publication: Publication | None) -> dict | None:
+def publication_block(
+    publication: Publication | None, *, published_at: datetime | None = None
+) -> dict | None:
+    """The manifest's account of a publication; `published_at` for one still landing."""
     if publication is None:
         return None
     retracted = None
     if publication.state == Publication.State.RETRACTED:
-        retracted = {"at": _iso(publication.retracted_at), "reason": publication.retract_reason}
+        retracted = {"at": iso(publication.retracted_at), "reason": publication.retract_reason}
     return {
         "id": publication.pk,
         "target": publication.target,
         "key": publication.key,
-        "published_at": _iso(publication.published_at),
+        "published_at": iso(published_at or publication.published_at),
         "credentials": publication.credentials,
         "credentials_note": publication.credentials_note,
         "retracted": retracted,
@@ -275,5 +278,6 @@ def _credits(generations: Iterable[Generation]) -> float:
     return float(sum((g.credits or Decimal(0) for g in generations), Decimal(0)))
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
+    """A moment as the manifest writes it: ISO 8601 in UTC with a Z."""
     return moment.isoformat().replace("+00:00", "Z") if moment else None
