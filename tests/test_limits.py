@@ -20,6 +20,8 @@ import json, sys, time, django
 django.setup()
 from imagereview import limits
 limit = limits.Limit(key=sys.argv[1], calls=int(sys.argv[2]), window=float(sys.argv[3]))
+print("ready", flush=True)
+sys.stdin.readline()  # every worker starts together, however long each took to start up
 slots = []
 for _ in range(int(sys.argv[4])):
     slot = limits.acquire(limit, max_wait=30)
@@ -39,12 +41,20 @@ def redis_available() -> bool:
 
 
 def run_workers(env: dict[str, str], *, key: str, calls: int, window: float, each: int) -> list:
-    """Four processes take `each` slots apiece; return every slot's reserved moment."""
+    """Four processes, started together, take `each` slots apiece; return every slot's
+    reserved moment."""
     argv = [sys.executable, "-c", WORKER, key, str(calls), str(window), str(each)]
     workers = [
-        subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     moments = []
     for worker in workers:
         out, _ = worker.communicate(timeout=120)
