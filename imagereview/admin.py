@@ -4,16 +4,18 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from imagereview import actions
-from imagereview.actions import alerts, publishing, webhooks
+from imagereview.actions import alerts, publishing, tokens, webhooks
 from imagereview.forms import WebhookEndpointForm
 from imagereview.jobs import enqueue
 from imagereview.models import (
     Alert,
+    ApiToken,
     Asset,
     CallbackReceipt,
     Decision,
     Event,
     Generation,
+    IdempotencyRecord,
     ImageRequest,
     ProviderAccount,
     Publication,
@@ -388,3 +390,50 @@ class AlertAdmin(RecordAdmin):
             alerts.acknowledge_alert(alert_id=alert_id, actor=request.user)
             acknowledged += 1
         self.message_user(request, f"{acknowledged} alert(s) acknowledged.")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by their owners (the secret is shown to them once); here they are
+    seen and revoked, never edited."""
+
+    list_display = (
+        "id",
+        "name",
+        "user",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "created_at")
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "secret_hash",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        live = list(queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True))
+        for token_id in live:
+            tokens.revoke_token(token_id=token_id)
+        self.message_user(request, f"{len(live)} token(s) revoked.")
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(RecordAdmin):
+    list_display = ("id", "user", "key", "endpoint", "status_code", "created_at")
+    list_filter = ("status_code", "created_at")
+    search_fields = ("key", "endpoint", "user__username")

@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
@@ -170,8 +172,18 @@ class EditRequestForm(GenerationRequestForm):
 
     field_order = ["prompt", "references"]
 
-    def __init__(self, *args: object, source_output: Asset | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        source_output: Asset | None = None,
+        source_outputs: Sequence[Asset] = (),
+        **kwargs: object,
+    ) -> None:
+        """`source_output` is the output an edit page starts from; `source_outputs`, the
+        earlier outputs an API call names as references. They count and are checked as
+        references, before the uploaded files."""
         self.source_output = source_output
+        self.source_outputs = [source_output] if source_output else list(source_outputs)
         super().__init__(*args, **kwargs)
         self.fields["aspect_ratio"].initial = AspectRatio.AUTO
         self.fields["auto_reject"].help_text = (
@@ -184,7 +196,7 @@ class EditRequestForm(GenerationRequestForm):
 
     def clean_references(self) -> list[UploadedFile]:
         files = self.cleaned_data["references"]
-        given = len(files) + (1 if self.source_output else 0)
+        given = len(files) + len(self.source_outputs)
         if given == 0:
             raise ValidationError("Add at least one reference image to edit.")
         if given > media.MAX_REFERENCES:
@@ -192,8 +204,9 @@ class EditRequestForm(GenerationRequestForm):
                 f"At most {media.MAX_REFERENCES} reference images (you gave {given})."
             )
         errors = []
-        if self.source_output and (problem := reference_problem(self.source_output)):
-            errors.append(problem)
+        for output in self.source_outputs:
+            if problem := reference_problem(output):
+                errors.append(problem)
         for upload in files:
             try:
                 media.validate_reference(upload, name=upload.name)

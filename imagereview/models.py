@@ -100,6 +100,8 @@ class ImageRequest(models.Model):
             models.Index(fields=["status", "created_at", "id"]),
             models.Index(fields=["status", "mode", "created_at", "id"]),
             models.Index(fields=["requester", "created_at"]),
+            # Work waiting now and for how long: the queue's age, the stuck reviews.
+            models.Index(fields=["status", "updated_at"], name="request_status_updated_idx"),
             # The dashboard's cohort: the requests created in a period.
             models.Index(fields=["created_at"], name="request_created_idx"),
         ]
@@ -179,6 +181,8 @@ class Generation(models.Model):
             models.Index(fields=["queued_at"], name="generation_queued_idx"),
             models.Index(fields=["completed_at"], name="generation_completed_idx"),
             models.Index(fields=["state", "updated_at"], name="generation_state_updated_idx"),
+            # The daily figures find the generations changed since their last refresh.
+            models.Index(fields=["updated_at"], name="generation_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -277,7 +281,13 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["output", "created_at"])]
+        indexes = [
+            models.Index(fields=["output", "created_at"]),
+            # The daily figures find the days a decision or an undo touched since their last
+            # refresh.
+            models.Index(fields=["created_at"], name="decision_created_idx"),
+            models.Index(fields=["undone_at"], name="decision_undone_idx"),
+        ]
 
     def __str__(self) -> str:
         by = self.reviewer or "the acceptance rules"
@@ -505,6 +515,14 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The dashboard reads one subject's changes in a period (the account's halts, the
+        # creates sent back to wait) among every generation's.
+        indexes = [
+            models.Index(
+                fields=["subject", "from_state", "to_state", "created_at"],
+                name="event_subject_move_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject} {self.from_state or '-'} -> {self.to_state} by {self.source}"
@@ -625,6 +643,8 @@ class Notification(models.Model):
         Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Held back until then (a decision that may still be undone); None: shown at once.
+    deliver_after = models.DateTimeField(null=True, blank=True, db_index=True)
     read_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
@@ -656,3 +676,104 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"notification preferences of {self.user_id}"
+
+
+class DailyFigure(models.Model):
+    """Cost and review figures of the requests created on one day, rolled up.
+
+    One row per day, mode, resolution, requester, figure and label, kept equal to a recount
+    of its day by `actions.figures.refresh`; the dashboard sums rows instead of scanning
+    every output of a period. Figures:
+      "requests": count = requests created;
+      "spend": credits and estimated credits of every generation of those requests;
+      "verdict": label = approve/reject/changes, count = outputs standing so;
+      "loss": label = "<verdict>:<reason>", count = outputs, credits = their share;
+      "check": label = check name, count = outputs checked, failed = outputs failing it;
+      "undone": count = decisions undone.
+    """
+
+    day = models.DateField()
+    mode = models.CharField(max_length=16)
+    resolution = models.CharField(max_length=4)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    figure = models.CharField(max_length=16)
+    label = models.CharField(max_length=120, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    credits = models.DecimalField(max_digits=16, decimal_places=4, default=0)
+    estimated = models.DecimalField(max_digits=16, decimal_places=4, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "mode", "resolution", "requester", "figure", "label"],
+                name="one_daily_figure_per_cell",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.figure} {self.label}: {self.count}"
+
+
+class FigureWatermark(models.Model):
+    """How far the daily figures have taken in changes: the one row locks their refresh."""
+
+    name = models.CharField(max_length=32, unique=True, default="daily")
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    # The local time zone the days were cut in: another one means a full rebuild.
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} figures as of {self.refreshed_at}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: shown once, stored as a hash, scoped and revocable."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read requests and outputs"
+        REQUEST = "request", "Create requests"
+        REVIEW = "review", "Decide on outputs"
+        PUBLISH = "publish", "Publish and export"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The token reads "ir_<prefix>_<secret>": the prefix finds the row, the secret's
+    # SHA-256 proves it.
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (ir_{self.prefix}_…)"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a create sent with an Idempotency-Key, replayed for 24 hours."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # What the key was first used for: the endpoint and a SHA-256 of the body.
+    endpoint = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="one_idempotency_key_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.user_id}"

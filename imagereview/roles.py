@@ -9,7 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from imagereview.models import Notification, ProviderAccount
+from imagereview.models import ProviderAccount
+from imagereview.queries.notifications import delivered_to
 
 REQUESTERS = "requesters"
 REVIEWERS = "reviewers"
@@ -32,6 +33,22 @@ def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     return wrapper
 
 
+def may_watch_operations(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Staff run the operations dashboard; reviewers may watch it, without its actions."""
+    return user.is_authenticated and (user.is_staff or is_reviewer(user))
+
+
+def operations_watcher_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not may_watch_operations(request.user):
+            raise PermissionDenied("Only staff and reviewers can see the operations figures.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def context(request: HttpRequest) -> dict[str, object]:
     """Template context: what the signed-in user may see in the navigation and banners."""
     halt = None
@@ -39,8 +56,8 @@ def context(request: HttpRequest) -> dict[str, object]:
         halt = ProviderAccount.objects.filter(circuit_open=True).first()
     unread = 0
     if request.user.is_authenticated:
-        # One count on the (recipient, read_at, created_at) index.
-        unread = Notification.objects.filter(recipient=request.user, read_at__isnull=True).count()
+        # One count on the (recipient, read_at, created_at) index; held ones are not news yet.
+        unread = delivered_to(request.user).filter(read_at__isnull=True).count()
     return {
         "is_reviewer": is_reviewer(request.user),
         "provider_halt": halt,

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_q",
     "template_partials",
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -169,6 +170,22 @@ STORAGES = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Form fields other than files (a CSV batch sent back for confirmation is the largest).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+
+# The JSON API. Calls a minute per token (or signed-in user), counted across web processes.
+API_RATE_LIMIT = envint("API_RATE_LIMIT", "120")
+# A declared Content-Length over these is refused before the body is read: JSON bodies, and
+# multipart bodies (up to eight references of 30 MB each and the fields).
+API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", str(1024 * 1024))
+API_MAX_UPLOAD_BYTES = envint("API_MAX_UPLOAD_BYTES", str(8 * 30 * 1024 * 1024 + 1024 * 1024))
+# Hosts the API fetches reference_urls from (through the guard of result downloads, which
+# refuses private and loopback addresses unless the sandbox is in use); "*" for any host.
+API_REFERENCE_URL_HOSTS = envlist("API_REFERENCE_URL_HOSTS", "*")
+API_REFERENCE_URL_TIMEOUT = envfloat("API_REFERENCE_URL_TIMEOUT", "20")
+# Idempotency-Key: answers kept this long; a concurrent retry waits this long for the first
+# attempt's answer; an unanswered claim this old (its process died) may be taken over.
+IDEMPOTENCY_TTL_HOURS = envint("IDEMPOTENCY_TTL_HOURS", "24")
+IDEMPOTENCY_WAIT_SECONDS = envfloat("IDEMPOTENCY_WAIT_SECONDS", "10")
+IDEMPOTENCY_STALE_SECONDS = envint("IDEMPOTENCY_STALE_SECONDS", "300")
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

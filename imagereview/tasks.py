@@ -55,6 +55,7 @@ def send_review_digests() -> None:
     from imagereview.actions import notifications
 
     notifications.send_review_digests()
+    notifications.email_due_notifications()
     notifications.resend_lost_emails()
 
 
@@ -74,3 +75,9 @@ def notify_request_failed(image_request_id: int) -> None:
     from imagereview.actions import notifications
 
     notifications.notify_request_failed(image_request_id)
+
+
+def refresh_figures() -> None:
+    from imagereview.actions import figures
+
+    figures.refresh()

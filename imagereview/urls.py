@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from imagereview import api
 from imagereview.views import (
     alerts,
     assets,
@@ -13,6 +14,7 @@ from imagereview.views import (
     publishing,
     requests,
     review,
+    tokens,
     webhooks,
 )
 
@@ -98,5 +100,9 @@ urlpatterns = [
         notifications.open_notification,
         name="open_notification",
     ),
+    path("account/tokens/", tokens.token_list, name="api_tokens"),
+    path("account/tokens/new/", tokens.new_token, name="new_api_token"),
+    path("account/tokens/<int:token_id>/revoke/", tokens.revoke, name="revoke_api_token"),
+    path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -3,10 +3,13 @@ undone ones left out. Pure: the callers fetch the decision rows, for one request
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from imagereview.models import Decision
 
 V = Decision.Verdict
+# How long a reviewer may take back their own approve or reject.
+UNDO_WINDOW = timedelta(seconds=30)
 # (output_id, reviewer_id, verdict), oldest first.
 DecisionRow = tuple[int, int | None, str]
 

@@ -4,11 +4,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from imagereview import tasks
 from imagereview.actions import emails, notifications
-from imagereview.actions.review import decide, request_changes
+from imagereview.actions.review import decide, request_changes, undo_decision
 from imagereview.models import (
     Alert,
     Asset,
@@ -20,7 +22,8 @@ from imagereview.models import (
     NotificationPreference,
 )
 from imagereview.roles import REQUESTERS, REVIEWERS
-from tests.conftest import make_user
+from imagereview.verdicts import UNDO_WINDOW
+from tests.conftest import client_for, make_user
 from tests.factories import request_in_review
 from tests.smtp_server import SMTPServer
 
@@ -84,6 +87,13 @@ def in_review(requester: User, **fields) -> ImageRequest:
     return enter_review(request_in_review(requester, real_images=False, **fields))
 
 
+def settled(image_request: ImageRequest) -> None:
+    """Age the request's decisions past the undo window: nothing can take its outcome back."""
+    Decision.objects.filter(output__request=image_request).update(
+        created_at=F("created_at") - UNDO_WINDOW
+    )
+
+
 # Requesters.
 
 
@@ -100,6 +110,7 @@ def test_decision_reaches_its_requester_only(people, smtp_server: SMTPServer, to
         comment="The railing melts into the sea.",
     )
     decide(output=second, reviewer=rita, verdict=Decision.Verdict.APPROVE, comment="Lovely.")
+    settled(image_request)
 
     told(notifications.notify_request_decided, image_request.pk)
 
@@ -121,6 +132,7 @@ def test_decision_email_has_plain_and_html_parts(people, smtp_server: SMTPServer
     image_request = in_review(people["alice"], variants=1)
     [output] = outputs_of(image_request)
     decide(output=output, reviewer=people["rita"], verdict=Decision.Verdict.APPROVE)
+    settled(image_request)
 
     told(notifications.notify_request_decided, image_request.pk)
 
@@ -135,6 +147,7 @@ def test_decision_is_told_once(people, smtp_server: SMTPServer, told) -> None:
     image_request = in_review(people["alice"], variants=1)
     [output] = outputs_of(image_request)
     decide(output=output, reviewer=people["rita"], verdict=Decision.Verdict.APPROVE)
+    settled(image_request)
 
     told(notifications.notify_request_decided, image_request.pk)
     told(notifications.notify_request_decided, image_request.pk)
@@ -149,6 +162,7 @@ def test_decision_email_is_sent_once_when_its_job_runs_twice(
     image_request = in_review(people["alice"], variants=1)
     [output] = outputs_of(image_request)
     decide(output=output, reviewer=people["rita"], verdict=Decision.Verdict.APPROVE)
+    settled(image_request)
     told(notifications.notify_request_decided, image_request.pk)
     notification = Notification.objects.get()
 
@@ -175,6 +189,7 @@ def test_preference_turns_decision_email_off(
     image_request = in_review(people["alice"], variants=1)
     [output] = outputs_of(image_request)
     decide(output=output, reviewer=people["rita"], verdict=Decision.Verdict.APPROVE)
+    settled(image_request)
 
     told(notifications.notify_request_decided, image_request.pk)
 
@@ -372,3 +387,159 @@ def test_lost_email_jobs_are_sent_again_once(people, smtp_server: SMTPServer, to
     assert told(notifications.resend_lost_emails, later) == 0
 
     assert [m.recipients for m in smtp_server.received] == [("alice@example.test",)]
+
+
+# Decisions that may still be undone: held until they cannot be.
+
+
+def let_undo_window_pass() -> None:
+    """Move every held notification's moment into the past, as the clock would."""
+    Notification.objects.filter(deliver_after__isnull=False).update(
+        deliver_after=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def listed_to(user: User) -> str:
+    return client_for(user).get(reverse("notifications")).content.decode()
+
+
+@pytest.fixture
+def approved(people, told) -> tuple[ImageRequest, Decision]:
+    """Alice's request, approved by Rita a moment ago, and the job that tells of it run."""
+    image_request = in_review(people["alice"], prompt="a lighthouse at dusk", variants=1)
+    [output] = outputs_of(image_request)
+    decision = decide(output=output, reviewer=people["rita"], verdict=Decision.Verdict.APPROVE)
+    told(notifications.notify_request_decided, image_request.pk)
+    return image_request, decision
+
+
+def test_decision_is_held_while_it_may_be_undone(
+    people, approved, smtp_server: SMTPServer, told
+) -> None:
+    image_request, decision = approved
+    held = Notification.objects.get()
+
+    assert held.deliver_after == decision.created_at + UNDO_WINDOW
+    assert smtp_server.received == []
+    assert told(notifications.email_due_notifications) == 0
+    assert emails.send_email(notification_id=held.pk) is False
+    page = listed_to(people["alice"])
+    assert "a lighthouse at dusk" not in page
+    assert 'class="badge unread"' not in page
+    assert client_for(people["alice"]).get(f"/notifications/{held.pk}/").status_code == 404
+    assert notifications.mark_read(recipient=people["alice"]) == 0
+    assert smtp_server.received == []
+
+
+def test_decision_is_listed_and_emailed_once_the_window_passed(
+    people, approved, smtp_server: SMTPServer, told
+) -> None:
+    image_request, _ = approved
+    let_undo_window_pass()
+
+    page = listed_to(people["alice"])
+    assert "a lighthouse at dusk" in page
+    assert 'class="badge unread" title="Unread">1<' in page
+    assert told(notifications.email_due_notifications) == 1
+    assert told(notifications.email_due_notifications) == 0  # sent: not again
+
+    [message] = smtp_server.received
+    assert message.recipients == ("alice@example.test",)
+    assert message.subject.startswith(f"Request #{image_request.pk} approved")
+
+
+def test_schedule_emails_what_fell_due(people, approved, smtp_server: SMTPServer, told) -> None:
+    let_undo_window_pass()
+
+    told(tasks.send_review_digests)
+
+    assert [m.recipients for m in smtp_server.to("alice@example.test")] == [("alice@example.test",)]
+
+
+def test_due_moment_is_the_end_of_the_undo_window(
+    people, approved, smtp_server: SMTPServer, told
+) -> None:
+    _, decision = approved
+    just_before = decision.created_at + UNDO_WINDOW - timedelta(seconds=1)
+
+    assert told(notifications.email_due_notifications, just_before) == 0
+    assert told(notifications.email_due_notifications, just_before + timedelta(seconds=2)) == 1
+
+
+def test_undone_decision_is_never_told(people, approved, smtp_server: SMTPServer, told) -> None:
+    image_request, decision = approved
+
+    told(undo_decision, decision_id=decision.pk, reviewer=people["rita"])
+
+    assert not Notification.objects.exists()
+    later = timezone.now() + 2 * UNDO_WINDOW
+    assert told(notifications.email_due_notifications, later) == 0
+    told(notifications.notify_request_decided, image_request.pk)  # a late job tells nothing
+    assert not Notification.objects.exists()
+    assert smtp_server.received == []
+    assert "a lighthouse at dusk" not in listed_to(people["alice"])
+
+
+def test_undo_from_the_review_page_withdraws_the_told_decision(
+    people, approved, smtp_server: SMTPServer
+) -> None:
+    _, decision = approved
+
+    client_for(people["rita"]).post(reverse("undo_decision", args=[decision.pk]))
+
+    assert not Notification.objects.exists()
+
+
+def test_decided_again_after_undo_tells_the_new_outcome_once(
+    people, approved, smtp_server: SMTPServer, told
+) -> None:
+    image_request, decision = approved
+    told(undo_decision, decision_id=decision.pk, reviewer=people["rita"])
+    [output] = outputs_of(image_request)
+    decide(
+        output=output,
+        reviewer=people["rita"],
+        verdict=Decision.Verdict.REJECT,
+        reason=Decision.Reason.ARTEFACTS,
+    )
+
+    told(notifications.notify_request_decided, image_request.pk)
+    let_undo_window_pass()
+    told(notifications.email_due_notifications)
+    told(notifications.notify_request_decided, image_request.pk)
+
+    [notification] = Notification.objects.all()
+    assert notification.subject.startswith(f"Request #{image_request.pk} rejected")
+    [message] = smtp_server.received
+    assert message.subject == notification.subject
+
+
+def test_change_request_is_told_at_once(people, smtp_server: SMTPServer, told) -> None:
+    image_request = in_review(people["alice"], variants=1)
+    [output] = outputs_of(image_request)
+    request_changes(
+        output=output,
+        reviewer=people["rita"],
+        prompt="a lighthouse at dawn",
+        aspect_ratio="1:1",
+        resolution="1K",
+        output_format="png",
+        variants=1,
+        comment="Make it morning.",
+    )
+
+    told(notifications.notify_request_decided, image_request.pk)
+
+    assert Notification.objects.get().deliver_after is None
+    assert len(smtp_server.received) == 1
+
+
+def test_other_kinds_stay_immediate(people, smtp_server: SMTPServer, told) -> None:
+    image_request = ImageRequest.objects.create(
+        requester=people["alice"], prompt="a kite", status=R.FAILED
+    )
+
+    told(notifications.notify_request_failed, image_request.pk)
+
+    assert Notification.objects.get().deliver_after is None
+    assert len(smtp_server.received) == 1

@@ -1,9 +1,13 @@
 """Notification emails sent by a real cluster to a real SMTP server."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from imagereview.actions import notifications
 from imagereview.models import Decision, Notification
+from imagereview.verdicts import UNDO_WINDOW
 from tests.conftest import wait_for
 from tests.factories import request_in_review
 from tests.smtp_server import SMTPServer
@@ -18,7 +22,13 @@ def test_cluster_emails_a_decision_once(
     requester.save(update_fields=["email"])
     image_request = request_in_review(requester, variants=1, real_images=False)
     output = image_request.assets.get(kind="output")
-    Decision.objects.create(output=output, reviewer=reviewer, verdict=Decision.Verdict.APPROVE)
+    decision = Decision.objects.create(
+        output=output, reviewer=reviewer, verdict=Decision.Verdict.APPROVE
+    )
+    # Past the time it could be undone: told at once.
+    Decision.objects.filter(pk=decision.pk).update(
+        created_at=timezone.now() - UNDO_WINDOW - timedelta(seconds=1)
+    )
     image_request.status = image_request.Status.APPROVED
     image_request.save(update_fields=["status"])
     cluster = start_cluster(

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imagereview.models import Notification
+from imagereview.queries.notifications import delivered
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,12 @@ def send_email(*, notification_id: int) -> bool:
     """Email a notification to its recipient, once; return whether this call sent it.
 
     The notification is claimed before sending, so two runs never both send; a send that
-    fails gives the claim back for the job's next attempt.
+    fails gives the claim back for the job's next attempt. One still held is not sent.
     """
     now = timezone.now()
-    claimed = Notification.objects.filter(pk=notification_id, emailed_at__isnull=True).update(
-        emailed_at=now
-    )
+    claimed = Notification.objects.filter(
+        delivered(now), pk=notification_id, emailed_at__isnull=True
+    ).update(emailed_at=now)
     if not claimed:
         return False
     notification = Notification.objects.select_related("recipient").get(pk=notification_id)

@@ -3,6 +3,10 @@
 A notification is written in the transaction of whatever caused it; its email is a job sent
 after commit, so a rolled-back change tells nobody. Requesters hear of their own requests
 only, reviewers get counts of what awaits review, admins get alerts.
+
+A decision that may still be undone is told only once it cannot be: its notification is held
+(`deliver_after`) until the undo window has passed, withdrawn by an undo, and emailed by the
+schedule once due.
 """
 
 from datetime import datetime, timedelta
@@ -11,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -20,15 +24,18 @@ from imagereview.actions.emails import absolute
 from imagereview.jobs import enqueue_after_commit
 from imagereview.models import (
     Alert,
+    Decision,
     Event,
     Generation,
     ImageRequest,
     Notification,
     NotificationPreference,
 )
+from imagereview.queries.notifications import delivered_to
 from imagereview.queries.outcomes import request_outcome
 from imagereview.roles import REVIEWERS
 from imagereview.transitions import lock
+from imagereview.verdicts import UNDO_WINDOW
 
 R = ImageRequest.Status
 Digest = NotificationPreference.Digest
@@ -73,8 +80,13 @@ def notify(
     request: ImageRequest | None = None,
     alert: Alert | None = None,
     email: bool,
+    deliver_after: datetime | None = None,
 ) -> Notification:
-    """Write an in-app notification and, when `email`, send it by email once this commits."""
+    """Write an in-app notification and, when `email`, send it by email once this commits.
+
+    One held until `deliver_after` is neither listed nor emailed before then:
+    `email_due_notifications` sends it once it falls due.
+    """
     notification = Notification.objects.create(
         recipient=recipient,
         kind=kind,
@@ -83,8 +95,9 @@ def notify(
         url=url[:500],
         request=request,
         alert=alert,
+        deliver_after=deliver_after,
     )
-    if email and recipient.email:
+    if email and recipient.email and deliver_after is None:
         enqueue_after_commit("send_notification_email", notification.pk)
     return notification
 
@@ -95,7 +108,8 @@ def notify(
 def notify_request_decided(image_request_id: int) -> None:
     """Tell the requester how their request was decided, output by output.
 
-    Once per decision: a request decided again after an undo is told again.
+    Once per decision: a request decided again after an undo is told again. Held until the
+    decisions that settled it can no longer be undone.
     """
     with transaction.atomic():
         # Held until the notification is written, so that two runs cannot both write one.
@@ -131,7 +145,45 @@ def _tell_decision(image_request: ImageRequest) -> None:
         url=image_request.get_absolute_url(),
         request=image_request,
         email=preferences_for(image_request.requester).email_decisions,
+        deliver_after=_undoable_until(image_request),
     )
+
+
+def _undoable_until(image_request: ImageRequest) -> datetime | None:
+    """When the last decision that could still undo the request's outcome stops being undoable.
+
+    None when nothing can undo it any more: a change request (the revision has started), or
+    approvals and rejections older than the undo window.
+    """
+    if image_request.status not in (R.APPROVED, R.REJECTED):
+        return None
+    latest = (
+        Decision.objects.filter(
+            output__request=image_request, reviewer__isnull=False, undone_at__isnull=True
+        )
+        .exclude(verdict=Decision.Verdict.CHANGES)
+        .aggregate(latest=Max("created_at"))["latest"]
+    )
+    if latest is None or latest + UNDO_WINDOW <= timezone.now():
+        return None
+    return latest + UNDO_WINDOW
+
+
+def withdraw_held_decision(image_request: ImageRequest) -> int:
+    """Withdraw the requester's decision notification still held; return how many.
+
+    Call in the transaction that undoes a decision, holding the request's row lock: nobody is
+    told of an outcome that was taken back. A request that stands decided is told afresh.
+    """
+    withdrawn, _ = Notification.objects.filter(
+        request=image_request,
+        kind=REQUEST_DECIDED,
+        deliver_after__gt=timezone.now(),
+        emailed_at__isnull=True,
+    ).delete()
+    if withdrawn and image_request.status in DECIDED:
+        enqueue_after_commit("notify_request_decided", image_request.pk)
+    return withdrawn
 
 
 def notify_request_failed(image_request_id: int) -> None:
@@ -339,19 +391,38 @@ def resend_lost_emails(now: datetime | None = None) -> int:
     Sending twice is harmless: the job sends a notification's email at most once.
     """
     now = now or timezone.now()
-    unsent = list(
-        Notification.objects.filter(
-            emailed_at__isnull=True,
-            created_at__lt=now - EMAIL_LEASE,
-            created_at__gte=now - EMAIL_GIVE_UP,
-        ).exclude(recipient__email="")
+    unsent = Notification.objects.filter(
+        deliver_after__isnull=True,
+        emailed_at__isnull=True,
+        created_at__lt=now - EMAIL_LEASE,
+        created_at__gte=now - EMAIL_GIVE_UP,
     )
+    return _enqueue_wanted(unsent)
+
+
+def email_due_notifications(now: datetime | None = None) -> int:
+    """Enqueue the emails of held notifications that have fallen due; return how many.
+
+    Each tick takes every one still unsent, so a lost job is sent again at the next.
+    """
+    now = now or timezone.now()
+    due = Notification.objects.filter(
+        deliver_after__lte=now, deliver_after__gte=now - EMAIL_GIVE_UP, emailed_at__isnull=True
+    )
+    return _enqueue_wanted(due)
+
+
+def _enqueue_wanted(unsent: QuerySet) -> int:
+    """Enqueue the email of each notification whose recipient wants it emailed."""
+    addressed = list(unsent.exclude(recipient__email=""))
     preferences = {
         p.user_id: p
-        for p in NotificationPreference.objects.filter(user_id__in={n.recipient_id for n in unsent})
+        for p in NotificationPreference.objects.filter(
+            user_id__in={n.recipient_id for n in addressed}
+        )
     }
     resent = 0
-    for notification in unsent:
+    for notification in addressed:
         wanted = EMAIL_PREFERENCE.get(notification.kind)
         preference = preferences.get(notification.recipient_id) or NotificationPreference()
         if wanted is None or getattr(preference, wanted):
@@ -364,8 +435,8 @@ def resend_lost_emails(now: datetime | None = None) -> int:
 
 
 def mark_read(*, recipient: AbstractBaseUser, notification_id: int | None = None) -> int:
-    """Mark one of the recipient's notifications read, or all of them; return how many."""
-    unread = Notification.objects.filter(recipient=recipient, read_at__isnull=True)
+    """Mark one of the recipient's delivered notifications read, or all; return how many."""
+    unread = delivered_to(recipient).filter(read_at__isnull=True)
     if notification_id is not None:
         unread = unread.filter(pk=notification_id)
     return unread.update(read_at=timezone.now())

@@ -14,11 +14,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from imagereview.actions import webhooks
+from imagereview.actions import notifications, webhooks
 from imagereview.jobs import enqueue_after_commit
 from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.transitions import lock, move
-from imagereview.verdicts import OutputTally, counting_rows, standings
+from imagereview.verdicts import UNDO_WINDOW, OutputTally, counting_rows, standings
 
 log = logging.getLogger(__name__)
 
@@ -311,9 +311,6 @@ def request_changes(
     return revision
 
 
-UNDO_WINDOW = timedelta(seconds=30)
-
-
 def undoable_decision(reviewer: AbstractBaseUser) -> Decision | None:
     """The reviewer's latest approve or reject, on any request, while it can still be undone."""
     return (
@@ -354,6 +351,7 @@ def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
         decision.save(update_fields=["undone_at"])
         if image_request.status in (R.IN_REVIEW, R.APPROVED, R.REJECTED):
             _resettle_after_undo(image_request, reviewer)
+        notifications.withdraw_held_decision(image_request)
     return decision
 
 

@@ -11,17 +11,27 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Substr, TruncDate
+from django.db.models.aggregates import Aggregate
+from django.db.models.functions import Substr
 from django.utils import timezone
 
-from imagereview.models import CallbackReceipt, Event, Generation, ImageRequest
+from imagereview.models import (
+    CallbackReceipt,
+    DailyFigure,
+    Event,
+    Generation,
+    ImageRequest,
+    ProviderAccount,
+)
 
 G = Generation.State
 R = ImageRequest.Status
+REQUEST_WORK = [R.GENERATING, R.IN_REVIEW]
+GENERATION_WORK = [G.QUEUED, G.SUBMITTING, G.SUBMITTED, G.SUCCEEDED]
 SAMPLE = 2000
 PERIODS = {"today": 0, "7d": 7, "30d": 30}
 # A custom period spans at most a year: its charts draw a bar a day.
@@ -77,6 +87,40 @@ def period_for(
     return Period(midnight - timedelta(days=max(PERIODS[key] - 1, 0)), now, key)
 
 
+def per_day(
+    rows: QuerySet,
+    column: str,
+    period: Period,
+    groups: Sequence[str] = (),
+    value: Aggregate | None = None,
+) -> list[tuple]:
+    """(day, *groups, value) of `rows` per local day of `column` in the period, days with none
+    left out; the value counts rows unless another aggregate is given.
+
+    The day is found by comparing the column with each day's start in the database (a CASE
+    over the period's days), instead of casting every row to a date, which costs a function
+    call per row on SQLite.
+    """
+    days = period.days
+    starts = [start_of_day(day) for day in days[1:]]
+    bucket = Case(
+        *(When(**{f"{column}__lt": start}, then=Value(n)) for n, start in enumerate(starts)),
+        default=Value(len(starts)),
+    )
+    found = (
+        rows.filter(**{f"{column}__gte": period.start, f"{column}__lt": period.end})
+        .annotate(bucket=bucket)
+        .values_list("bucket", *groups)
+        .annotate(value=value or Count("id"))
+        .order_by("bucket", *groups)
+    )
+    return [(days[n], *rest) for n, *rest in found if rest[-1]]
+
+
+def start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
 def percentile(values: Sequence[float], share: float) -> float | None:
     """The nearest-rank percentile of `values` (share in 0-1), None when there are none."""
     if not values:
@@ -93,54 +137,48 @@ class Volume:
     # (day, mode, resolution, count)
     requests_by_day: list[tuple] = field(default_factory=list)
     generations_by_day: list[tuple] = field(default_factory=list)
-    # state -> (count, oldest timestamp) of all work now, whatever its age
+    # state -> (count, oldest last change) of the work under way now, whatever its age
     request_states: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
     generation_states: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
 
 def volume(period: Period) -> Volume:
     """Requests and generations made in the period per day, and all work in each state now."""
+    # Requests come from the daily figures, which count them per day of creation.
+    days = period.days
     requests = (
-        ImageRequest.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
-        .annotate(day=TruncDate("created_at"))
+        DailyFigure.objects.filter(figure="requests", day__gte=days[0], day__lte=days[-1])
         .values_list("day", "mode", "resolution")
-        .annotate(n=Count("id"))
+        .annotate(n=Sum("count"))
         .order_by("day", "mode", "resolution")
     )
-    generations = (
-        Generation.objects.filter(queued_at__gte=period.start, queued_at__lt=period.end)
-        .annotate(day=TruncDate("queued_at"))
-        .values_list("day", "request__mode", "request__resolution")
-        .annotate(n=Count("id"))
-        .order_by("day", "request__mode", "request__resolution")
+    generations = per_day(
+        Generation.objects.all(), "queued_at", period, ("request__mode", "request__resolution")
     )
-    # Counts come from the state indexes alone; the oldest item is looked up only for work
-    # still under way (a final state's oldest row is history, not a problem).
-    request_states = _states(ImageRequest.objects, "status", [R.GENERATING, R.IN_REVIEW])
-    generation_states = _states(
-        Generation.objects.all(), "state", [G.QUEUED, G.SUBMITTING, G.SUBMITTED, G.SUCCEEDED]
-    )
+    # Work under way now, from the (state, last change) indexes: final states are history,
+    # and counting all of it would grow with every request ever made.
+    request_states = _states(ImageRequest.objects, "status", REQUEST_WORK)
+    generation_states = _states(Generation.objects.all(), "state", GENERATION_WORK)
     requests, generations = list(requests), list(generations)
     return Volume(
         requests=sum(row[3] for row in requests),
         generations=sum(row[3] for row in generations),
         requests_by_day=requests,
         generations_by_day=generations,
-        request_states={s: request_states.get(s, (0, None)) for s in R.values},
-        generation_states={s: generation_states.get(s, (0, None)) for s in G.values},
+        request_states={s: request_states.get(s, (0, None)) for s in REQUEST_WORK},
+        generation_states={s: generation_states.get(s, (0, None)) for s in GENERATION_WORK},
     )
 
 
 def _states(rows: QuerySet, column: str, working: list[str]) -> dict[str, tuple]:
-    """{state: (count, oldest last change)} with the oldest for working states only."""
-    counts = dict(rows.values_list(column).annotate(n=Count("id")).order_by())
-    oldest = dict(
+    """{state: (count, oldest last change)} of the working states."""
+    found = (
         rows.filter(**{f"{column}__in": working})
         .values_list(column)
-        .annotate(oldest=Min("updated_at"))
+        .annotate(n=Count("id"), oldest=Min("updated_at"))
         .order_by()
     )
-    return {state: (n, oldest.get(state)) for state, n in counts.items()}
+    return {state: (n, oldest) for state, n, oldest in found}
 
 
 @dataclass
@@ -170,7 +208,8 @@ def stuck_filter(now: datetime) -> Q:
     completed_at for succeeded-not-stored, the last change for queued and submitting.
     """
     limits = stuck_limits()
-    return (
+    # The leading state filter lets the planner read the state index, not the whole table.
+    return Q(state__in=list(limits)) & (
         Q(state=G.QUEUED, updated_at__lt=now - limits[G.QUEUED])
         | Q(state=G.SUBMITTING, updated_at__lt=now - limits[G.SUBMITTING])
         | Q(state=G.SUBMITTED, submitted_at__lt=now - limits[G.SUBMITTED])
@@ -183,13 +222,20 @@ def stuck_work(*, now: datetime | None = None, limit: int = 25) -> StuckWork:
     now = now or timezone.now()
     stuck = Generation.objects.filter(stuck_filter(now))
     counts = dict(stuck.values_list("state").annotate(n=Count("id")).order_by())
+    # Ordered here, not in the query: sorting by the last change there walks that index over
+    # every generation ever made, while the state index finds the stuck ones directly.
+    oldest = sorted(stuck.values_list("updated_at", "pk").order_by())[:limit]
     review_limit = timedelta(hours=settings.OPS_STUCK_REVIEW_HOURS)
     # A request enters review when its last generation is stored: its last change until
     # someone decides, so updated_at is the time it has waited.
     waiting = ImageRequest.objects.filter(status=R.IN_REVIEW, updated_at__lt=now - review_limit)
     return StuckWork(
         generation_counts={state: counts.get(state, 0) for state in stuck_limits()},
-        generations=list(stuck.select_related("request").order_by("updated_at", "id")[:limit]),
+        generations=list(
+            Generation.objects.select_related("request")
+            .filter(pk__in=[pk for _, pk in oldest])
+            .order_by("updated_at", "id")
+        ),
         requests_in_review=waiting.count(),
         oldest_requests=list(waiting.order_by("updated_at", "id")[:limit]),
         review_limit=review_limit,
@@ -233,12 +279,7 @@ def failures(period: Period) -> Failures:
     by_code = dict(
         failed.annotate(cause=CAUSE).values_list("cause").annotate(n=Count("id")).order_by()
     )
-    by_day = list(
-        failed.annotate(day=TruncDate("updated_at"))
-        .values_list("day", "failure_code")
-        .annotate(n=Count("id"))
-        .order_by("day", "failure_code")
-    )
+    by_day = per_day(failed, "updated_at", period, ("failure_code",))
     made = Generation.objects.filter(queued_at__gte=period.start, queued_at__lt=period.end)
     totals = made.aggregate(
         asked=Count("id", filter=Q(retry_of=None, duplicate_of=None)),
@@ -369,3 +410,76 @@ def latency_by_day(period: Period) -> list[tuple]:
     for submitted, completed in rows:
         by_day[timezone.localtime(completed).date()].append((completed - submitted).total_seconds())
     return [(day, percentile(by_day[day], 0.5), len(by_day[day])) for day in sorted(by_day)]
+
+
+@dataclass
+class CircuitOpening:
+    """One halt of the provider account, from its opening to its closing (None: still open)."""
+
+    opened_at: datetime
+    code: str
+    reason: str
+    closed_at: datetime | None
+    # The admin who resumed submissions, or "" when the cluster closed it (a credit check).
+    closed_by: str
+    close_note: str
+    duration: timedelta
+
+
+@dataclass
+class CircuitOpenings:
+    openings: list[CircuitOpening]
+    # Time the account stood halted within the period (up to now for a period still running).
+    halted: timedelta
+
+    @property
+    def count(self) -> int:
+        return len(self.openings)
+
+
+def circuit_openings(period: Period, *, now: datetime | None = None) -> CircuitOpenings:
+    """The halts of the provider account that overlap the period, oldest first.
+
+    They are read from the account's audit events ("open" -> "halted" with the note
+    "<code>: <reason>", "halted" -> "open" with why): the last one before the period says
+    whether it began halted, and the first one after it closes a halt still open at its end.
+    """
+    now = now or timezone.now()
+    if not ProviderAccount.objects.filter(circuit_opened_at__isnull=False).exists():
+        # Never halted (an opening leaves its time on the account): spare the event scans.
+        return CircuitOpenings([], timedelta())
+    account = Event.objects.filter(subject="account").select_related("actor")
+    before = account.filter(created_at__lt=period.start).order_by("-created_at", "-id").first()
+    events = list(
+        account.filter(created_at__gte=period.start, created_at__lt=period.end).order_by(
+            "created_at", "id"
+        )
+    )
+    if before is not None and before.to_state == "halted":
+        events.insert(0, before)
+    if events and events[-1].to_state == "halted":
+        after = account.filter(created_at__gte=period.end).order_by("created_at", "id").first()
+        if after is not None:
+            events.append(after)
+    openings: list[CircuitOpening] = []
+    for event in events:
+        if event.to_state == "halted":
+            code, _, reason = event.note.partition(": ")
+            openings.append(
+                CircuitOpening(event.created_at, code, reason, None, "", "", now - event.created_at)
+            )
+        elif openings and openings[-1].closed_at is None:
+            opening = openings[-1]
+            opening.closed_at = event.created_at
+            opening.closed_by = event.actor.get_username() if event.actor else ""
+            opening.close_note = event.note
+            opening.duration = event.created_at - opening.opened_at
+    until = min(period.end, now)
+    halted = sum(
+        (
+            max(min(o.closed_at or until, until) - max(o.opened_at, period.start), timedelta())
+            for o in openings
+        ),
+        timedelta(),
+    )
+    return CircuitOpenings(openings, halted)

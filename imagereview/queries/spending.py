@@ -4,20 +4,22 @@ Cost is counted by cohort: the requests created in the period, with every genera
 caused (failed, retried, duplicate and rejected work included), so that the credits and the
 approved outputs of "cost per approved image" belong to the same work. Burn per day is by
 completion day instead, because that is when credits leave the account.
+
+The cohort figures are read from the daily rows `actions.figures` keeps (per day of request
+creation), so they count whole days and cost a few grouped rows whatever the volume.
 """
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
-from django.db.models.functions import TruncDate, TruncWeek
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from imagereview.models import (
-    Asset,
+    DailyFigure,
     Decision,
     Event,
     Generation,
@@ -25,17 +27,12 @@ from imagereview.models import (
     ProviderAccount,
     Publication,
 )
-from imagereview.queries.operations import SAMPLE, Period, percentile
-from imagereview.verdicts import standings
+from imagereview.queries.operations import SAMPLE, Period, per_day, percentile
 
 R = ImageRequest.Status
 V = Decision.Verdict
 ZERO = Decimal(0)
-GROUPS = {
-    "mode": "request__mode",
-    "resolution": "request__resolution",
-    "requester": "request__requester__username",
-}
+GROUPS = {"mode": "mode", "resolution": "resolution", "requester": "requester__username"}
 
 
 def credit_price() -> Decimal:
@@ -50,6 +47,8 @@ class CostLine:
     credits: Decimal = ZERO
     estimated: Decimal = ZERO
     approved: int = 0
+    # Whether any work of the group has a cost recorded (a week is listed only then).
+    spent: bool = False
 
     @property
     def money(self) -> Decimal:
@@ -83,127 +82,48 @@ class Cost:
         return round(float(self.balance / self.recent_daily_burn), 1)
 
 
-@dataclass
-class CohortOutput:
-    """An output of a request made in the period, and where review left it."""
-
-    pk: int
-    mode: str
-    resolution: str
-    requester: str
-    generation_id: int
-    generation_credits: Decimal | None
-    checks: list
-    created_at: datetime
-    # "approve" once approved by enough reviewers, "reject", "changes", or "" (undecided)
-    verdict: str = ""
-    reason: str = ""
+def _figures(period: Period) -> QuerySet[DailyFigure]:
+    """The daily rows of the period's days (cost and review count whole days)."""
+    days = period.days
+    return DailyFigure.objects.filter(day__gte=days[0], day__lte=days[-1])
 
 
-def cohort_outputs(period: Period) -> list[CohortOutput]:
-    """The outputs of the period's requests with their standing, in two queries.
-
-    Shared by `cost` and `review`, which a page showing both should fetch once.
-    """
-    cohort = Q(request__created_at__gte=period.start, request__created_at__lt=period.end)
-    outputs = Asset.objects.filter(cohort, kind=Asset.Kind.OUTPUT)
-    rows = outputs.values_list(
-        "pk",
-        "request__required_approvals",
-        "request__mode",
-        "request__resolution",
-        "request__requester__username",
-        "generation_id",
-        "generation__credits",
-        "checks",
-        "request__created_at",
-    )
-    counting = list(
-        Decision.objects.filter(undone_at__isnull=True, output__in=outputs)
-        .order_by("created_at", "id")
-        .values_list("output_id", "reviewer_id", "verdict", "reason")
-    )
-    tallies = standings((output, reviewer, verdict) for output, reviewer, verdict, _ in counting)
-    last_reason = {(output, verdict): reason for output, _, verdict, reason in counting}
-    found = []
-    for pk, required, *facts in rows:
-        output = CohortOutput(pk, *facts)
-        tally = tallies.get(pk)
-        if tally is not None and tally.approved(required):
-            output.verdict = V.APPROVE
-        elif tally is not None and tally.verdict in (V.REJECT, V.CHANGES):
-            output.verdict = tally.verdict
-            output.reason = last_reason.get((pk, tally.verdict), "")
-        found.append(output)
-    return found
-
-
-def _week_key(week: datetime) -> str:
-    """The Monday TruncWeek returns, as a date string."""
-    return timezone.localtime(week).date().isoformat()
-
-
-def _week_of(moment: datetime) -> str:
-    """The Monday that starts the week of `moment`, as TruncWeek names it."""
-    day = timezone.localtime(moment).date()
+def _week_of(day: date) -> str:
+    """The Monday that starts the week of `day`, as a date string."""
     return (day - timedelta(days=day.weekday())).isoformat()
 
 
-def cost(
-    period: Period,
-    *,
-    outputs: list[CohortOutput] | None = None,
-    now: datetime | None = None,
-) -> Cost:
+def cost(period: Period, *, now: datetime | None = None) -> Cost:
     """Credits of the requests created in the period, by group, and per approved output."""
     now = now or timezone.now()
-    in_period = Q(request__created_at__gte=period.start, request__created_at__lt=period.end)
-    spent = Generation.objects.filter(in_period, credits__isnull=False)
-    sums = {
-        "spent": Sum("credits"),
-        "spent_estimated": Sum("credits", filter=Q(credits_estimated=True)),
-    }
-    if outputs is None:
-        outputs = cohort_outputs(period)
-    approved = [
-        (output.mode, output.resolution, output.requester)
-        for output in outputs
-        if output.verdict == V.APPROVE
-    ]
-    # One grouped query holds every group's sums: a handful of rows, however much work.
-    cells = [
-        (mode, resolution, requester, _week_key(week), credits or ZERO, estimated or ZERO)
-        for mode, resolution, requester, week, credits, estimated in spent.annotate(
-            week=TruncWeek("request__created_at")
-        )
-        .values_list(*GROUPS.values(), "week")
-        .annotate(**sums)
-        .order_by()
-    ]
+    # Credits spent and outputs approved: a few rows per group, however much work.
+    counted = _figures(period).filter(Q(figure="spend") | Q(figure="verdict", label=V.APPROVE))
+    sums = {"n": Sum("count"), "credits": Sum("credits"), "estimated": Sum("estimated")}
+    by_cell = counted.values_list("figure", *GROUPS.values()).annotate(**sums).order_by()
+    by_day = counted.values_list("figure", "day").annotate(**sums).order_by()
     groups: dict[str, list[CostLine]] = {}
-    for position, name in enumerate([*GROUPS, "week"]):
-        if name == "week":
-            counts = Counter(
-                _week_of(output.created_at) for output in outputs if output.verdict == V.APPROVE
-            )
-        else:
-            counts = Counter(row[position] for row in approved)
-        lines: dict = {}
-        for cell in cells:
-            line = lines.setdefault(cell[position], CostLine(str(cell[position])))
-            line.credits += cell[4]
-            line.estimated += cell[5]
-        for key, n in counts.items():
-            # A week is listed for the credits spent in it, as TruncWeek names it.
-            if name != "week" or key in lines:
-                lines.setdefault(key, CostLine(str(key))).approved = n
+    total = CostLine("all")
+    for position, name in enumerate(GROUPS, start=1):
+        lines: dict[str, CostLine] = {}
+        for row in by_cell:
+            _add(lines.setdefault(row[position], CostLine(str(row[position]))), row[0], *row[-3:])
         groups[name] = sorted(lines.values(), key=lambda line: line.key)
-    spent_total = sum((cell[4] for cell in cells), ZERO)
-    spent_estimated = sum((cell[5] for cell in cells), ZERO)
+    for figure, *_, n, credits, estimated in by_cell:
+        _add(total, figure, n, credits, estimated)
+    weeks: dict[str, CostLine] = {}
+    for figure, day, n, credits, estimated in by_day:
+        _add(
+            weeks.setdefault(_week_of(day), CostLine(_week_of(day))), figure, n, credits, estimated
+        )
+    # A week is listed for the credits spent in it.
+    groups["week"] = sorted(
+        (line for line in weeks.values() if line.credits or line.estimated or line.spent),
+        key=lambda line: line.key,
+    )
     account = ProviderAccount.objects.filter(provider="kie").first()
     return Cost(
         balance=account.credits if account else None,
-        total=CostLine("all", spent_total, spent_estimated, len(approved)),
+        total=total,
         groups=groups,
         burn_by_day=burn_by_day(period),
         recent_daily_burn=_recent_daily_burn(now),
@@ -211,17 +131,28 @@ def cost(
     )
 
 
+def _add(
+    line: CostLine, figure: str, n: int | None, credits: Decimal | None, estimated: Decimal | None
+) -> None:
+    if figure == "spend":
+        line.credits += credits or ZERO
+        line.estimated += estimated or ZERO
+        line.spent = True
+    else:
+        line.approved += n or 0
+
+
 def burn_by_day(period: Period) -> list[tuple]:
     """(day, credits) spent per completion day, every day of the period listed."""
-    spent = dict(
-        Generation.objects.filter(
-            completed_at__gte=period.start, completed_at__lt=period.end, credits__isnull=False
+    spent = {
+        day: credits
+        for day, credits in per_day(
+            Generation.objects.filter(credits__isnull=False),
+            "completed_at",
+            period,
+            value=Sum("credits"),
         )
-        .annotate(day=TruncDate("completed_at"))
-        .values_list("day")
-        .annotate(credits=Sum("credits"))
-        .order_by("day")
-    )
+    }
     return [(day, spent.get(day) or ZERO) for day in period.days]
 
 
@@ -262,30 +193,30 @@ class Review:
         return self.approved / self.decided if self.decided else None
 
 
-def review(period: Period, *, outputs: list[CohortOutput] | None = None) -> Review:
+def review(period: Period) -> Review:
     """Where the outputs of the period's requests stand, what review threw away, how fast."""
-    if outputs is None:
-        outputs = cohort_outputs(period)
-    per_generation = Counter(output.generation_id for output in outputs)
-    verdicts = Counter(output.verdict for output in outputs)
-    loss: dict[tuple[str, str], LossLine] = {}
-    checks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for output in outputs:
-        for check in output.checks or []:
-            checks[check.get("name", "")][1] += 1
-            checks[check.get("name", "")][0] += 0 if check.get("passed") else 1
-        if output.verdict not in (V.REJECT, V.CHANGES):
-            continue
-        line = loss.setdefault(
-            (output.verdict, output.reason), LossLine(output.verdict, output.reason)
-        )
-        line.outputs += 1
-        line.credits += (output.generation_credits or ZERO) / per_generation[output.generation_id]
-    undone = Decision.objects.filter(
-        undone_at__isnull=False,
-        output__request__created_at__gte=period.start,
-        output__request__created_at__lt=period.end,
-    ).count()
+    verdicts: Counter[str] = Counter()
+    loss: list[LossLine] = []
+    checks: dict[str, tuple[int, int]] = {}
+    undone = 0
+    lines = (
+        _figures(period)
+        .exclude(figure__in=["spend", "requests"])
+        .values_list("figure", "label")
+        .annotate(n=Sum("count"), failed=Sum("failed"), credits=Sum("credits"))
+        .order_by()
+    )
+    for figure, label, n, failed, credits in lines:
+        if figure == "verdict":
+            verdicts[label] += n
+        elif figure == "loss":
+            verdict, _, reason = label.partition(":")
+            loss.append(LossLine(verdict, reason, n, credits))
+        elif figure == "check":
+            checks[label] = (failed, n)
+        elif figure == "undone":
+            undone += n
+    loss.sort(key=lambda line: (-line.credits, line.reason))
     p50, p95 = _ready_to_decided(period)
     waiting = ImageRequest.objects.filter(status=R.IN_REVIEW).aggregate(
         n=Count("id"), oldest=Min("updated_at")
@@ -302,12 +233,12 @@ def review(period: Period, *, outputs: list[CohortOutput] | None = None) -> Revi
         rejected=verdicts[V.REJECT],
         changes=verdicts[V.CHANGES],
         undone=undone,
-        loss=sorted(loss.values(), key=lambda line: (-line.credits, line.reason)),
+        loss=loss,
         ready_to_decided_p50=p50,
         ready_to_decided_p95=p95,
         waiting=waiting["n"],
         oldest_waiting=waiting["oldest"],
-        checks={name: (failed, checked) for name, (failed, checked) in sorted(checks.items())},
+        checks=dict(sorted(checks.items())),
         publications=publications,
     )
 

@@ -8,14 +8,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from imagereview.actions import notifications
 from imagereview.forms import NotificationPreferenceForm
-from imagereview.models import Notification
+from imagereview.queries.notifications import delivered_to
 from imagereview.roles import is_reviewer
 
 SHOWN = 100
 
 
 def _list_context(request: HttpRequest) -> dict[str, object]:
-    listed = Notification.objects.filter(recipient=request.user).order_by("-created_at", "-id")
+    listed = delivered_to(request.user).order_by("-created_at", "-id")
     return {"notifications": list(listed[:SHOWN]), "shown": SHOWN}
 
 
@@ -41,7 +41,7 @@ def mark_all_read(request: HttpRequest) -> HttpResponse:
 @require_GET
 def open_notification(request: HttpRequest, notification_id: int) -> HttpResponse:
     """Mark the notification read and go to the page it is about."""
-    notification = get_object_or_404(Notification, pk=notification_id, recipient=request.user)
+    notification = get_object_or_404(delivered_to(request.user), pk=notification_id)
     notifications.mark_read(recipient=request.user, notification_id=notification.pk)
     target = notification.url
     if not target or not url_has_allowed_host_and_scheme(target, allowed_hosts=None):

@@ -18,10 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from imagereview import actions, charts
+from imagereview.actions.figures import refresh as figures_refresh
 from imagereview.actions.reconcile import ask_refresh, cancel_generation, replace_generation
 from imagereview.models import Alert
 from imagereview.publishing import export
 from imagereview.queries import operations, spending
+from imagereview.roles import operations_watcher_required
 
 
 @staff_member_required
@@ -92,22 +94,23 @@ def _charts(period: operations.Period, figures: dict) -> dict[str, object]:
     }
 
 
-@staff_member_required
+@operations_watcher_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     period = _period(request.GET)
-    outputs = spending.cohort_outputs(period)
+    figures_refresh()
     figures = {
         "volume": operations.volume(period),
         "stuck": operations.stuck_work(),
         "failures": operations.failures(period),
         "callbacks": operations.callbacks(period),
         "latency": operations.latency_by_day(period),
-        "cost": spending.cost(period, outputs=outputs),
-        "review": spending.review(period, outputs=outputs),
+        "cost": spending.cost(period),
+        "review": spending.review(period),
     }
     context = {
         **figures,
+        "circuit": operations.circuit_openings(period),
         "period": period,
         "period_choices": PERIOD_CHOICES,
         "query": urlencode(
@@ -141,11 +144,12 @@ def generation_action(request: HttpRequest, generation_id: int, action: str) -> 
     return redirect(back)
 
 
-@staff_member_required
+@operations_watcher_required
 @require_GET
 def cost_csv(request: HttpRequest) -> HttpResponse:
     """The cost report of the period as CSV, every text cell kept from running as a formula."""
     period = _period(request.GET)
+    figures_refresh()
     report = spending.cost(period)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="cost.csv"'

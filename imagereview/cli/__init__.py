@@ -1,0 +1,1 @@
+"""The `imagereview` command: a plain HTTP client of the JSON API, without Django."""
