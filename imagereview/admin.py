@@ -5,8 +5,8 @@ from django.utils.html import format_html
 
 from imagereview import actions
 from imagereview.actions import alerts, publishing, tokens, webhooks
+from imagereview.actions.reconcile import ask_refresh, cancel_generation
 from imagereview.forms import WebhookEndpointForm
-from imagereview.jobs import enqueue
 from imagereview.models import (
     Alert,
     ApiToken,
@@ -19,11 +19,25 @@ from imagereview.models import (
     ImageRequest,
     ProviderAccount,
     Publication,
+    RefusedCallbackTally,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
 )
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """A record of what happened: shown, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class GenerationInline(admin.TabularInline):
@@ -36,7 +50,10 @@ class GenerationInline(admin.TabularInline):
 
 
 @admin.register(ImageRequest)
-class ImageRequestAdmin(admin.ModelAdmin):
+class ImageRequestAdmin(RecordAdmin):
+    """What was asked and where it stands: changed only through the actions, which check the
+    transition and write the audit event."""
+
     list_display = (
         "id",
         "short_prompt",
@@ -54,12 +71,61 @@ class ImageRequestAdmin(admin.ModelAdmin):
     list_select_related = ("requester",)
     date_hierarchy = "created_at"
     raw_id_fields = ("parent", "requester")
-    readonly_fields = ("created_at", "updated_at")
     inlines = [GenerationInline]
+    actions = ["cancel_unfinished", "retry_failed"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: ImageRequest | None = None) -> bool:
+        """Only a request that never reached the provider or a reviewer may go; the rest is
+        history (cost, files, verdicts) that a deletion would lose."""
+        allowed = request.user.has_perm("imagereview.delete_imagerequest")
+        return allowed and (obj is None or not has_history(obj))
+
+    def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:
+        """Let a request without history take its own rows with it: its unsent generations,
+        its references and the events of its creation are never removed by hand otherwise."""
+        deleted, counts, refused, protected = super().get_deleted_objects(objs, request)
+        if refused and not any(has_history(image_request) for image_request in objs):
+            own_rows = {model._meta.verbose_name for model in (Generation, Asset, Event)}
+            refused = refused - own_rows
+        return deleted, counts, refused, protected
 
     @admin.display(description="prompt")
     def short_prompt(self, obj: ImageRequest) -> str:
         return obj.prompt[:80]
+
+    @admin.action(description="Cancel the unfinished generations of the selected requests")
+    def cancel_unfinished(self, request: HttpRequest, queryset: QuerySet[ImageRequest]) -> None:
+        unfinished = Generation.objects.filter(request__in=queryset).exclude(
+            state__in=Generation.FINAL_STATES
+        )
+        cancelled = [
+            generation_id
+            for generation_id in unfinished.values_list("pk", flat=True)
+            if cancel_generation(generation_id=generation_id, actor=request.user)
+        ]
+        self.message_user(request, f"{len(cancelled)} generation(s) cancelled.")
+
+    @admin.action(description="Retry the failed generations of the selected requests")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[ImageRequest]) -> None:
+        failed = Generation.objects.filter(
+            request__in=queryset, state__in=(Generation.State.FAILED, Generation.State.TIMED_OUT)
+        )
+        retried = [
+            generation_id
+            for generation_id in failed.values_list("pk", flat=True)
+            if actions.retry_generation(generation_id=generation_id, actor=request.user)
+        ]
+        self.message_user(request, f"{len(retried)} generation(s) queued again.")
+
+
+def has_history(image_request: ImageRequest) -> bool:
+    """Whether the request reached the provider, stored a file or was decided on."""
+    return (
+        image_request.generations.exclude(provider_task_id=None).exists()
+        or image_request.assets.filter(kind=Asset.Kind.OUTPUT).exists()
+        or Decision.objects.filter(output__request=image_request).exists()
+        or image_request.publications.exists()
+    )
 
 
 class BillingRiskFilter(admin.SimpleListFilter):
@@ -93,7 +159,9 @@ class BillingRiskFilter(admin.SimpleListFilter):
 
 
 @admin.register(Generation)
-class GenerationAdmin(admin.ModelAdmin):
+class GenerationAdmin(RecordAdmin):
+    """Provider facts and states: moved on only by the actions below, each audited."""
+
     list_display = (
         "id",
         "request_id",
@@ -110,23 +178,26 @@ class GenerationAdmin(admin.ModelAdmin):
     )
     list_filter = ("state", BillingRiskFilter, "provider_state", "failure_code", "provider")
     search_fields = ("provider_task_id", "request__prompt", "=request__id")
-    readonly_fields = (
-        "callback_token",
-        "queued_at",
-        "submitted_at",
-        "completed_at",
-        "stored_at",
-        "updated_at",
-    )
     raw_id_fields = ("request", "duplicate_of", "retry_of")
-    actions = ["refresh_from_provider", "retry"]
+    actions = ["refresh_from_provider", "retry", "cancel"]
 
     @admin.action(description="Ask the provider for the state of the selected generations")
     def refresh_from_provider(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        for generation_id in ids:
-            enqueue("refresh_generation", generation_id)
-        self.message_user(request, f"Refresh queued for {len(ids)} generations.")
+        asked = [
+            generation_id
+            for generation_id in queryset.values_list("pk", flat=True)
+            if ask_refresh(generation_id=generation_id, actor=request.user)
+        ]
+        self.message_user(request, f"Refresh queued for {len(asked)} generations.")
+
+    @admin.action(description="Cancel the selected unfinished generations")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        cancelled = [
+            generation_id
+            for generation_id in queryset.values_list("pk", flat=True)
+            if cancel_generation(generation_id=generation_id, actor=request.user)
+        ]
+        self.message_user(request, f"{len(cancelled)} generations cancelled.")
 
     @admin.action(description="Retry the selected failed or timed-out generations")
     def retry(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
@@ -139,7 +210,9 @@ class GenerationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Asset)
-class AssetAdmin(admin.ModelAdmin):
+class AssetAdmin(RecordAdmin):
+    """Stored files and their hashes, as checked when they were stored."""
+
     list_display = (
         "id",
         "preview",
@@ -176,25 +249,33 @@ class AssetAdmin(admin.ModelAdmin):
         self.message_user(request, f"{published} output(s) on their way to publication.")
 
 
-class RecordAdmin(admin.ModelAdmin):
-    """A record of what happened: shown, never added, changed or deleted by hand."""
+class UndoneFilter(admin.SimpleListFilter):
+    title = "standing"
+    parameter_name = "undone"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("no", "counts"), ("yes", "undone")]
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Decision]) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(undone_at__isnull=self.value() == "no")
+        return queryset
 
 
 @admin.register(Decision)
 class DecisionAdmin(RecordAdmin):
-    list_display = ("id", "output_id", "verdict", "reason", "reviewer", "created_at")
-    list_filter = ("verdict", "reason", "created_at")
+    list_display = ("id", "output_id", "standing", "reason", "reviewer", "created_at")
+    list_filter = (UndoneFilter, "verdict", "reason", "created_at")
     search_fields = ("comment", "reviewer__username", "output__request__prompt")
     raw_id_fields = ("output", "reviewer", "revision")
+
+    @admin.display(description="verdict", ordering="verdict")
+    def standing(self, obj: Decision) -> str:
+        """The verdict, marked when it was taken back and no longer counts."""
+        verdict = obj.get_verdict_display()
+        if obj.undone_at:
+            return f"{verdict} (undone {obj.undone_at:%Y-%m-%d %H:%M})"
+        return verdict
 
 
 @admin.register(CallbackReceipt)
@@ -202,6 +283,13 @@ class CallbackReceiptAdmin(RecordAdmin):
     list_display = ("id", "received_at", "task_id", "generation_id", "code", "outcome", "verified")
     list_filter = ("outcome", "verified", "received_at")
     search_fields = ("task_id", "body")
+    raw_id_fields = ("generation",)
+
+
+@admin.register(RefusedCallbackTally)
+class RefusedCallbackTallyAdmin(RecordAdmin):
+    list_display = ("window_start", "generation_id", "outcome", "count", "last_remote_addr")
+    list_filter = ("outcome", "window_start")
     raw_id_fields = ("generation",)
 
 

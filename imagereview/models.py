@@ -303,6 +303,8 @@ class CallbackReceipt(models.Model):
         BAD_SIGNATURE = "bad_signature", "Bad signature"
         MALFORMED = "malformed", "Malformed body"
         FOREIGN = "foreign", "Names a task not created for this generation"
+        UNKNOWN_TASK = "unknown_task", "Names a task the provider will not report on"
+        OVER_LIMIT = "over_limit", "Names more unclaimed tasks than one generation may hold"
 
     generation = models.ForeignKey(
         Generation, null=True, blank=True, on_delete=models.CASCADE, related_name="receipts"
@@ -321,9 +323,39 @@ class CallbackReceipt(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # How many refused receipts a window already keeps for a generation.
+            models.Index(
+                fields=["generation", "outcome", "received_at"], name="receipt_window_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"callback {self.pk} for {self.task_id or '?'} ({self.outcome})"
+
+
+class RefusedCallbackTally(models.Model):
+    """Refused callbacks counted, not kept: what came past the few kept in full per window."""
+
+    generation = models.ForeignKey(
+        Generation, on_delete=models.CASCADE, related_name="refused_tallies"
+    )
+    outcome = models.CharField(max_length=16, choices=CallbackReceipt.Outcome.choices)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    last_remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-window_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "outcome", "window_start"], name="one_tally_per_window"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.outcome} callbacks for generation {self.generation_id}"
 
 
 class Publication(models.Model):

@@ -6,9 +6,11 @@ PUBLIC_BASE_URL switch to the real parts. DJANGO_ENV=production refuses insecure
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,7 +38,8 @@ INSECURE_SECRET_KEY = "insecure-development-key-change-me"
 DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
 PRODUCTION = DJANGO_ENV == "production"
 SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
-DEBUG = envbool("DEBUG", "false" if PRODUCTION else "true")
+# Off unless asked for (DEBUG=1): its error pages list every URL and show local variables.
+DEBUG = envbool("DEBUG", "false")
 
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_ENV=production refuses to start with DEBUG on.")
@@ -62,18 +65,24 @@ INSTALLED_APPS = [
     "django_q",
     "template_partials",
     "ninja",
+    "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "imagereview.bodylimits.RequestBodyLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "imagereview.urls"
@@ -147,6 +156,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one account,
+# or from one address, that account or address is refused for LOGIN_LOCKOUT_MINUTES (a
+# further failure meanwhile starts the wait again). Failures are kept, one row each, in the
+# admin's "Access failures"; deleting an "Access attempt" there unlocks at once. The address is
+# REMOTE_ADDR: behind a proxy, the proxy must pass on the client's address. API tokens are
+# not passwords and are not counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# A success must not wipe the failures counted against its address (another account's).
+AXES_RESET_ON_SUCCESS = False
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = False
@@ -157,6 +185,9 @@ STATIC_ROOT = VAR_DIR / "static"
 # whitenoise serves from here once collected; it must exist even before that.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Outside production whitenoise serves static files from where they are, DEBUG or not, so
+# that `make run` needs no collectstatic.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
@@ -168,6 +199,23 @@ STORAGES = {
     },
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "imagereview.bodylimits.FileSizeCapUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# A body declaring more than these is refused (413) before it is read: from anyone not signed
+# in (the login form, provider callbacks), from a signed-in person, and on the edit form
+# (eight references of 30 MB each and the fields). The API keeps its own caps, below.
+REQUEST_MAX_ANONYMOUS_BODY_BYTES = envint("REQUEST_MAX_ANONYMOUS_BODY_BYTES", str(1024 * 1024))
+REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", str(10 * 1024 * 1024))
+REQUEST_MAX_UPLOAD_BODY_BYTES = envint(
+    "REQUEST_MAX_UPLOAD_BODY_BYTES", str(8 * 30 * 1024 * 1024 + 1024 * 1024)
+)
+# One uploaded file past this is dropped as it streams in (references over 30 MB are refused
+# with a message anyway).
+UPLOAD_MAX_FILE_BYTES = envint("UPLOAD_MAX_FILE_BYTES", str(32 * 1024 * 1024))
+DATA_UPLOAD_MAX_NUMBER_FILES = 20
 # Form fields other than files (a CSV batch sent back for confirmation is the largest).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
@@ -187,10 +235,33 @@ IDEMPOTENCY_TTL_HOURS = envint("IDEMPOTENCY_TTL_HOURS", "24")
 IDEMPOTENCY_WAIT_SECONDS = envfloat("IDEMPOTENCY_WAIT_SECONDS", "10")
 IDEMPOTENCY_STALE_SECONDS = envint("IDEMPOTENCY_STALE_SECONDS", "300")
 
+# Content-Security-Policy: scripts, styles, images and requests from this origin only, no
+# inline code; no plugins, no framing, forms post here. The API docs add data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # HTTPS only, and browsers told so for a year; a site that must also answer on plain
+    # HTTP (or shares its domain with one) lowers these through the environment.
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "true")
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "true")
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "true")
 
 # The provider. Without a key the built-in sandbox on localhost plays Kie.ai.
 SANDBOX_HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
@@ -257,6 +328,18 @@ DISPATCH_LEASE = envint("DISPATCH_LEASE", "30")
 DISPATCH_MAX_BACKLOG = envint("DISPATCH_MAX_BACKLOG", "100")
 RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")
 RECONCILE_GIVE_UP = envint("RECONCILE_GIVE_UP", "900")
+
+# Callback evidence from strangers, bounded: per generation, refusal and window of
+# CALLBACK_REFUSED_WINDOW seconds, the first CALLBACK_REFUSED_KEPT refused callbacks from one
+# address (and CALLBACK_REFUSED_KEPT_PER_GENERATION from all) are kept in full, the rest
+# counted in a RefusedCallbackTally. A body over CALLBACK_MAX_BYTES is refused unread.
+# One generation may name at most CALLBACK_UNCLAIMED_MAX tasks it does not hold (each is
+# asked about); authentic callbacks naming more are kept and not followed.
+CALLBACK_REFUSED_WINDOW = envint("CALLBACK_REFUSED_WINDOW", "3600")
+CALLBACK_REFUSED_KEPT = envint("CALLBACK_REFUSED_KEPT", "5")
+CALLBACK_REFUSED_KEPT_PER_GENERATION = envint("CALLBACK_REFUSED_KEPT_PER_GENERATION", "20")
+CALLBACK_MAX_BYTES = envint("CALLBACK_MAX_BYTES", str(256 * 1024))
+CALLBACK_UNCLAIMED_MAX = envint("CALLBACK_UNCLAIMED_MAX", "4")
 
 # Review policy.
 REVIEW_FORBID_SELF_APPROVAL = envbool("REVIEW_FORBID_SELF_APPROVAL", "true")

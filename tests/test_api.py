@@ -552,7 +552,7 @@ def test_self_approval_is_refused(db):
     url = f"/api/v1/outputs/{output_of(own).pk}/decision"
     response = post(token_client(reviewer), url, {"verdict": "approve"})
     assert conforms(response).status_code == 403
-    assert "someone else has to approve it" in response.json()["detail"]
+    assert "someone else has to review it" in response.json()["detail"]
     assert not Decision.objects.exists()
 
 

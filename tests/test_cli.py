@@ -595,7 +595,7 @@ def test_self_approval_is_refused(cli, reviewer):
     output = own.assets.filter(kind=Asset.Kind.OUTPUT)[0]
     run = cli(reviewer, "approve", str(output.pk))
     assert run.code == 3
-    assert "someone else has to approve it" in run.err
+    assert "someone else has to review it" in run.err
     assert not Decision.objects.exists()
 
 

@@ -67,8 +67,8 @@ def history(requester, reviewer):
     bob = make_user("bob")
     four = made_days_ago(request_in_review(requester, variants=2, real_images=False), 4)
     three = request_in_review(bob, variants=3, real_images=False, resolution="2K", approval_quota=3)
-    actions.decide(output=three.assets.filter(kind="output").order_by("pk").last(), reviewer=reviewer,
-                   verdict=V.APPROVE)  # fmt: skip
+    last_output = three.assets.filter(kind="output").order_by("pk").last()
+    actions.decide(output=last_output, reviewer=reviewer, verdict=V.APPROVE)
     three = made_days_ago(three, 3)
     two = request_in_review(requester, variants=1, real_images=False)
     actions.decide(output=two.assets.get(kind="output"), reviewer=reviewer, verdict=V.APPROVE)

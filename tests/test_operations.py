@@ -23,6 +23,7 @@ from imagereview.models import (
     Generation,
     ImageRequest,
     ProviderAccount,
+    RefusedCallbackTally,
 )
 from imagereview.queries import operations, spending
 from tests.conftest import client_for, make_user
@@ -208,6 +209,18 @@ def test_callbacks_tell_callback_from_polling(seeded, week):
     assert figures.refused == {"bad_token": 1, "malformed": 1}
     assert (figures.received, figures.duplicates) == (3, 1)
     assert (figures.delay_p50, figures.delay_p95) == (6, 20)
+
+
+def test_refused_callbacks_counted_past_those_kept_are_refused_too(seeded, week):
+    RefusedCallbackTally.objects.create(
+        generation=seeded.gs, outcome="bad_token", window_start=seeded.now, count=40,
+        last_at=seeded.now,
+    )  # fmt: skip
+    RefusedCallbackTally.objects.create(
+        generation=seeded.gs, outcome="bad_token", count=7, last_at=seeded.now,
+        window_start=week.start - timedelta(hours=1),
+    )  # before the period  # fmt: skip
+    assert operations.callbacks(week).refused == {"bad_token": 41, "malformed": 1}
 
 
 def test_latency_by_day_is_the_median_of_submitted_to_completed(seeded, week):

@@ -52,9 +52,9 @@ def test_self_approval_is_refused_unless_the_setting_allows_it(settings, db):
     maker = make_user("sam", REVIEWERS)
     item = request_in_review(maker, variants=1, real_images=False)
     output = outputs_of(item)[0]
-    with pytest.raises(actions.DecisionRefused, match="someone else"):
-        actions.decide(output=output, reviewer=maker, verdict="approve")
-    actions.decide(output=output, reviewer=maker, verdict="reject", reason="other")  # allowed
+    for verdict in ("approve", "reject"):
+        with pytest.raises(actions.DecisionRefused, match="someone else"):
+            actions.decide(output=output, reviewer=maker, verdict=verdict, reason="other")
     settings.REVIEW_FORBID_SELF_APPROVAL = False
     item = request_in_review(maker, variants=1, real_images=False)
     actions.decide(output=outputs_of(item)[0], reviewer=maker, verdict="approve")
@@ -398,29 +398,6 @@ def test_the_queue_shows_who_else_is_reviewing_an_item(requester, reviewer, revi
     assert body.count("Being reviewed by vic") == 1
     row = body[body.index(f'data-request="{theirs.pk}"') :]
     assert row.index("Being reviewed by vic") < row.index("</li>")
-
-
-def test_the_review_page_renews_its_claim_while_open(requester, reviewer, reviewer_client):
-    item = request_in_review(requester, variants=1, real_images=False)
-    page = reviewer_client.get(reverse("review_detail", args=[item.pk])).content.decode()
-    assert 'hx-trigger="every 60s"' in page
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    ImageRequest.objects.filter(pk=item.pk).update(claimed_at=an_hour_ago)
-    poll = {"HX-Request": "true", "HX-Target": "claim"}
-    response = reviewer_client.get(reverse("review_detail", args=[item.pk]), headers=poll)
-    assert response.content.decode().lstrip().startswith('<div id="claim"')
-    item.refresh_from_db()
-    assert item.claimed_by == reviewer and item.claimed_at > an_hour_ago
-
-    vic = make_user("vic", REVIEWERS)
-    response = client_for(vic).get(reverse("review_detail", args=[item.pk]), headers=poll)
-    assert "rita is reviewing this right now." in response.content.decode()
-
-    actions.decide(output=outputs_of(item)[0], reviewer=reviewer, verdict="approve")
-    item.refresh_from_db()
-    assert (item.claimed_by, item.claimed_at) == (None, None)  # released once decided
-    response = reviewer_client.get(reverse("review_detail", args=[item.pk]), headers=poll)
-    assert response.status_code == 286  # stop polling
 
 
 def test_request_changes_keeps_what_was_typed_on_an_error(requester, reviewer_client):

@@ -38,7 +38,7 @@ def test_defaults_run_on_a_laptop(tmp_path):
     result = load_settings(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "True",
+        "False",
         "django.db.backends.sqlite3",
         "True",
         "True",
@@ -55,7 +55,7 @@ def test_environment_switches_to_the_real_parts(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "True",
+        "False",
         "django.db.backends.postgresql",
         "False",
         "False",

@@ -5,11 +5,8 @@ each action can run twice (or concurrently) and the second run does nothing.
 """
 
 from imagereview.actions.account import close_circuit, ensure_credits, open_circuit, probe_circuit
-from imagereview.actions.completion import (
-    apply_task_record,
-    record_callback,
-    refresh_generation,
-)
+from imagereview.actions.callbacks import record_callback
+from imagereview.actions.completion import apply_task_record, refresh_generation
 from imagereview.actions.reconcile import reconcile, retry_generation
 from imagereview.actions.requests import ReferenceUpload, create_request, settle_request
 from imagereview.actions.review import (

@@ -2,22 +2,21 @@
 
 A callback body is never trusted for results. A task we did not know of (an early callback,
 or a create whose answer was lost) is claimed only once recordInfo shows it was created with
-this generation's callback URL.
+this generation's callback URL; a task recordInfo will not report on is not asked about again.
 """
 
-import hmac
-import json
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Min
 from django.utils import timezone
 
 from imagereview import limits
 from imagereview.actions.account import halt_on
+from imagereview.actions.callbacks import HINTS, unproven_hints
 from imagereview.actions.requests import settle_request
 from imagereview.jobs import dispatch_lease, enqueue_after_commit
 from imagereview.limits import backoff
@@ -27,70 +26,14 @@ from imagereview.providers.kie import (
     PENDING_STATES,
     KieClient,
     TaskRecord,
-    callback_task_id,
+    loads_bounded,
     parse_task,
-    verify_callback_signature,
 )
 from imagereview.transitions import lock, move, record_creation
 
 log = logging.getLogger(__name__)
 
 G = Generation.State
-
-
-def record_callback(
-    *,
-    generation_id: int,
-    token: str,
-    headers: dict[str, str],
-    body: bytes,
-    remote_addr: str | None,
-) -> CallbackReceipt | None:
-    """Keep a callback as evidence and, if it is authentic, wake the refresh of its task."""
-    generation = Generation.objects.filter(pk=generation_id).first()
-    if generation is None:
-        return None
-    text = body.decode("utf-8", errors="replace")
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        payload = None
-    task_id = callback_task_id(payload) if isinstance(payload, dict) else ""
-    code = payload.get("code") if isinstance(payload, dict) else None
-    Outcome = CallbackReceipt.Outcome
-    if not hmac.compare_digest(token.encode(), generation.callback_token.encode()):
-        outcome = Outcome.BAD_TOKEN
-    elif not task_id:
-        outcome = Outcome.MALFORMED
-    elif settings.KIE_WEBHOOK_HMAC_KEY and not verify_callback_signature(
-        key=settings.KIE_WEBHOOK_HMAC_KEY,
-        task_id=task_id,
-        timestamp=headers.get("X-Webhook-Timestamp", ""),
-        signature=headers.get("X-Webhook-Signature", ""),
-        tolerance=settings.KIE_CALLBACK_TOLERANCE,
-    ):
-        outcome = Outcome.BAD_SIGNATURE
-    else:
-        outcome = Outcome.ACCEPTED
-    with transaction.atomic():
-        receipt = CallbackReceipt.objects.create(
-            generation=generation,
-            task_id=task_id[:128],
-            code=code if isinstance(code, int) else None,
-            outcome=outcome,
-            verified=outcome == Outcome.ACCEPTED,
-            headers=headers,
-            # Anyone may post here: keep what a refused sender wrote, but not much of it.
-            body=text[: 100_000 if outcome == Outcome.ACCEPTED else 4_000],
-            remote_addr=remote_addr,
-        )
-        if receipt.verified:
-            # A duplicate task calls back on the URL of the generation it duplicates.
-            duplicate = generation.duplicates.filter(provider_task_id=task_id).first()
-            enqueue_after_commit("refresh_generation", (duplicate or generation).pk)
-    if not receipt.verified:
-        log.warning("callback for generation %s refused: %s", generation_id, outcome)
-    return receipt
 
 
 def refresh_generation(*, generation_id: int, client: KieClient) -> None:
@@ -109,18 +52,19 @@ def refresh_generation(*, generation_id: int, client: KieClient) -> None:
 
 
 def _unclaimed_tasks(generation: Generation) -> list[str]:
-    """Task ids that authentic callbacks named and no generation holds yet."""
-    named = set(
-        generation.receipts.filter(outcome=CallbackReceipt.Outcome.ACCEPTED)
-        .exclude(task_id="")
-        .values_list("task_id", flat=True)
+    """Task ids that callbacks with the right token named and no generation holds yet.
+
+    The first CALLBACK_UNCLAIMED_MAX by their first receipt: however many names arrive,
+    a refresh asks about no more than these.
+    """
+    first_named = (
+        unproven_hints()
+        .filter(generation=generation)
+        .values("task_id")
+        .annotate(first=Min("id"))
+        .order_by("first")
     )
-    held = set(
-        Generation.objects.filter(provider_task_id__in=named).values_list(
-            "provider_task_id", flat=True
-        )
-    )
-    return sorted(named - held)
+    return [row["task_id"] for row in first_named[: settings.CALLBACK_UNCLAIMED_MAX]]
 
 
 def _query(generation_id: int, task_id: str, *, client: KieClient) -> TaskRecord | None:
@@ -154,9 +98,9 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
         generation = Generation.objects.get(pk=generation_id)
         if record.callback_url != generation.callback_url():
             log.warning("task %s does not belong to generation %s", task_id, generation_id)
-            CallbackReceipt.objects.filter(generation_id=generation_id, task_id=task_id).update(
-                outcome=CallbackReceipt.Outcome.FOREIGN
-            )
+            CallbackReceipt.objects.filter(
+                generation_id=generation_id, task_id=task_id, outcome__in=HINTS
+            ).update(outcome=CallbackReceipt.Outcome.FOREIGN)
             return
     now = timezone.now()
     try:
@@ -204,6 +148,14 @@ def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderErr
     """Act on a failed recordInfo by the codes table: halt, fail the task, or ask again later."""
     log.warning("recordInfo for %s (generation %s) failed: %s", task_id, generation_id, error)
     halt_on(error)
+    unheld = not Generation.objects.filter(provider_task_id=task_id).exists()
+    if error.action == Action.FAIL and unheld:
+        # A name a callback made up or mistook (404, or another answer final for the call):
+        # not asked about again.
+        CallbackReceipt.objects.filter(task_id=task_id, outcome__in=HINTS).update(
+            outcome=CallbackReceipt.Outcome.UNKNOWN_TASK
+        )
+        return
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.provider_task_id != task_id:
@@ -301,8 +253,11 @@ def _callback_credits(generation: Generation) -> Decimal | None:
     ).values_list("body", flat=True)
     for body in receipts:
         try:
-            data = json.loads(body).get("data") or {}
-        except (json.JSONDecodeError, AttributeError):
+            payload = loads_bounded(body)
+        except ValueError:
+            continue
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
             continue
         credits = parse_task(data).credits
         if credits is not None:

@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from imagereview.actions.account import get_account, probe_circuit
+from imagereview.actions.callbacks import unproven_hints
 from imagereview.actions.publishing import send_due_publications
 from imagereview.actions.requests import settle_request
 from imagereview.actions.webhooks import send_due_deliveries
@@ -91,23 +92,20 @@ def _batch_size(job: str, *, on_trial: bool) -> int:
 
 
 def _wake_unclaimed_callbacks(now: datetime) -> int:
-    """Refresh generations whose authentic callbacks name a task no generation holds yet.
+    """Refresh generations whose callbacks name a task no generation holds yet.
 
     The claim of such a task (an orphan of an unanswered create) may have failed on a
-    passing provider error; without this sweep its cost would go unrecorded. Each receipt
-    is leased like any other due work.
+    passing provider error, or its callback been refused for its signature alone; without
+    this sweep its cost would go unrecorded. Each receipt is leased like any other due work.
     """
-    held = Generation.objects.filter(provider_task_id=OuterRef("task_id"))
     with transaction.atomic():
         receipts = list(
-            CallbackReceipt.objects.filter(
-                outcome=CallbackReceipt.Outcome.ACCEPTED,
+            unproven_hints()
+            .filter(
                 received_at__lte=now - timedelta(seconds=5),
                 received_at__gte=now - timedelta(seconds=settings.RECONCILE_GIVE_UP),
             )
             .filter(Q(recheck_at=None) | Q(recheck_at__lte=now))
-            .exclude(task_id="")
-            .exclude(Exists(held))
             .select_for_update(skip_locked=True)
             .values_list("pk", "generation_id")[:BATCH]
         )
@@ -145,13 +143,21 @@ def _time_out_quiet_generations(now: datetime) -> int:
 def _release_unanswered_creates(now: datetime) -> int:
     """Resubmit generations whose create went unanswered past the grace period.
 
-    The first task may exist and be billed; if it ever shows up it is kept as a duplicate.
+    Not while a recent callback names a task that may be the first create's: its claim is
+    tried first. The first task may exist and be billed; if it ever shows up it is kept as
+    a duplicate.
     """
     cutoff = now - timedelta(seconds=settings.RECONCILE_SUBMITTING_GRACE)
+    hinted = unproven_hints().filter(
+        generation=OuterRef("pk"),
+        received_at__gte=now - timedelta(seconds=settings.RECONCILE_GIVE_UP),
+    )
     count = 0
-    for generation_id in Generation.objects.filter(
-        state=G.SUBMITTING, updated_at__lte=cutoff
-    ).values_list("pk", flat=True)[:BATCH]:
+    for generation_id in (
+        Generation.objects.filter(state=G.SUBMITTING, updated_at__lte=cutoff)
+        .exclude(Exists(hinted))
+        .values_list("pk", flat=True)[:BATCH]
+    ):
         with transaction.atomic():
             generation = lock(Generation, generation_id)
             if generation.state != G.SUBMITTING or generation.provider_task_id:

@@ -32,7 +32,10 @@ CHECK_REASONS = {
     "resolution": Decision.Reason.SIZE,
     "reference": Decision.Reason.PROMPT,
 }
-CLAIM_TTL = timedelta(minutes=5)
+# The open page renews its claim every CLAIM_RENEW; a claim missing three renewals in a row
+# belongs to a page that closed without saying so (a crash, a lost connection).
+CLAIM_RENEW = timedelta(seconds=30)
+CLAIM_TTL = 3 * CLAIM_RENEW
 RELEASED = {"claimed_by": None, "claimed_at": None}
 
 
@@ -56,15 +59,20 @@ def latest_verdicts(image_request: ImageRequest) -> dict[int, str]:
     return {pk: t.verdict for pk, t in tally(image_request).items() if t.verdict}
 
 
-def check_may_decide(image_request: ImageRequest, reviewer: AbstractBaseUser, verdict: str) -> None:
+def reviews_own_request(image_request: ImageRequest, reviewer: AbstractBaseUser) -> bool:
+    """Whether separation of duties keeps this reviewer from any verdict on the request.
+
+    Every verdict counts, not only approval: a reject or a request for changes on one's own
+    request is a decision too (and changes would start a revision nobody else asked for).
+    """
+    return settings.REVIEW_FORBID_SELF_APPROVAL and image_request.requester_id == reviewer.pk
+
+
+def check_may_decide(image_request: ImageRequest, reviewer: AbstractBaseUser) -> None:
     if image_request.status != R.IN_REVIEW:
         raise DecisionRefused("This request is not awaiting review any more.")
-    if (
-        verdict == V.APPROVE
-        and settings.REVIEW_FORBID_SELF_APPROVAL
-        and image_request.requester_id == reviewer.pk
-    ):
-        raise DecisionRefused("You asked for this image, so someone else has to approve it.")
+    if reviews_own_request(image_request, reviewer):
+        raise DecisionRefused("You asked for this image, so someone else has to review it.")
 
 
 def decide(
@@ -126,7 +134,7 @@ def decide_undecided(
         image_request = lock(ImageRequest, image_request_id)
         if image_request is None:
             raise DecisionRefused("This request does not exist.")
-        check_may_decide(image_request, reviewer, verdict)
+        check_may_decide(image_request, reviewer)
         standings = tally(image_request, viewer=reviewer)
         outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT).select_related("generation")
         for output in outputs.order_by("generation__variant", "generation_id", "index"):
@@ -173,7 +181,7 @@ def _record_decision(
     seen_decision_id: int | None,
 ) -> Decision:
     """Call inside a transaction holding the request's row lock."""
-    check_may_decide(image_request, reviewer, verdict)
+    check_may_decide(image_request, reviewer)
     newer = _newer_decision(output, reviewer, seen_decision_id)
     if newer:
         raise DecisionConflict(
@@ -262,7 +270,7 @@ def request_changes(
 
     with transaction.atomic():
         image_request = lock(ImageRequest, output.request_id)
-        check_may_decide(image_request, reviewer, V.CHANGES)
+        check_may_decide(image_request, reviewer)
         if edit_from_output:
             mode, references = ImageRequest.Mode.EDIT, [output]
         else:
@@ -385,6 +393,13 @@ def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBa
             claimed_by=reviewer, claimed_at=timezone.now()
         )
     return holder
+
+
+def release_claim(*, image_request_id: int, reviewer: AbstractBaseUser) -> bool:
+    """End the reviewer's own claim on the request, if they hold it; another's is left alone."""
+    return bool(
+        ImageRequest.objects.filter(pk=image_request_id, claimed_by=reviewer).update(**RELEASED)
+    )
 
 
 def apply_acceptance_rules(image_request: ImageRequest) -> None:

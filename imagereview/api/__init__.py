@@ -8,6 +8,7 @@ unknown path under the API is a 404 problem, not the site's page.
 from collections.abc import Callable
 from functools import wraps
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, re_path
@@ -20,6 +21,15 @@ from imagereview.api.auth import scoped
 from imagereview.api.bodies import MULTIPART
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+class OfflineSwagger(Swagger):
+    """Swagger UI from static files, under the site's policy and no wider than it needs."""
+
+    # Its stylesheet draws the expand and copy icons as data: SVG images.
+    @csp_update({"img-src": ["data:"]})
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: object) -> HttpResponse:
+        return super().render_page(request, api, **kwargs)
 
 
 class ImageReviewAPI(NinjaAPI):
@@ -47,7 +57,7 @@ api = ImageReviewAPI(
     # tells the docs page to send the session's CSRF token with "Try it out".
     auth=scoped(None),
     # Swagger UI would otherwise ask an outside validator about the schema.
-    docs=Swagger(settings={"validatorUrl": None}),
+    docs=OfflineSwagger(settings={"validatorUrl": None}),
     description=(
         "Ask for images, follow them through review, decide and publish, download the "
         "results. Authenticate with a personal API token (`Authorization: Bearer ir_…`, "

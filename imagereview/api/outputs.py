@@ -126,8 +126,8 @@ REVIEW_ERRORS = {404: schemas.Problem, 409: schemas.Problem, 422: schemas.Proble
     url_name="output_decision",
 )
 def decide(request: HttpRequest, output_id: int) -> HttpResponse:
-    """Approve or reject an output (a reject needs a reason). Reviewers only; nobody approves
-    their own request."""
+    """Approve or reject an output (a reject needs a reason). Reviewers only; nobody decides
+    on their own request."""
     output = _output_for_reviewer(request, output_id)
     body = bodies.read(request, scalars=DecisionForm.base_fields)
 

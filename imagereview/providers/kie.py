@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ from imagereview.providers.errors import BAD_ENVELOPE, TRANSPORT_ERROR, Provider
 
 PENDING_STATES = frozenset({"waiting", "queuing", "generating"})
 FINAL_STATES = frozenset({"success", "fail"})
+# The contract's deepest document (a callback body) nests four levels.
+MAX_JSON_DEPTH = 32
+# Printable ASCII without spaces, as long as the field that keeps it.
+TASK_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# Credits of one task, and a wait the provider may ask for, beyond which an answer is garbled.
+MAX_TASK_CREDITS = Decimal(100_000)
+MAX_RETRY_AFTER = 3600.0
+# Nano Banana Pro makes one image per task; a longer list is no answer to trust in full.
+MAX_RESULT_URLS = 8
 
 
 @dataclass(frozen=True)
@@ -49,51 +59,121 @@ class UploadedFile:
     size: int
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """Decode JSON from a stranger or the provider, or raise ValueError.
+
+    Refuses what standard JSON refuses, NaN and Infinity, and any document nested deeper
+    than MAX_JSON_DEPTH: the decoder's own recursion is caught where it gives up, and a
+    shallower document that is still too deep is refused before anything walks it.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as error:
+        raise ValueError("nested too deeply") from error
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError("nested too deeply")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply a decoded document nests, found without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _loads_maybe(value: Any) -> Any:
     """Decode a field the provider sends as a JSON string (or, defensively, as JSON)."""
     if isinstance(value, str):
         if not value.strip():
             return {}
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+            return loads_bounded(value)
+        except ValueError:
             return {}
     return value or {}
+
+
+def valid_task_id(value: Any) -> str:
+    """The value as a task id, or "" when it cannot be one (a name we would store and query)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and TASK_ID.fullmatch(value) else ""
+
+
+def _finite_decimal(value: Any) -> Decimal | None:
+    """A number the provider sent (as a number or a string), or None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _credits(data: Mapping[str, Any]) -> Decimal | None:
     for key in ("creditsConsumed", "consumeCredits"):
         if data.get(key) is not None:
-            try:
-                return Decimal(str(data[key]))
-            except InvalidOperation:
-                return None
+            credits = _finite_decimal(data[key])
+            return credits if credits is not None and 0 <= credits <= MAX_TASK_CREDITS else None
     return None
 
 
 def parse_task(data: Mapping[str, Any]) -> TaskRecord:
     """Read a recordInfo `data` object (or a callback's) defensively."""
-    task_id = data.get("taskId") or data.get("task_id") or ""
+    task_id = valid_task_id(data.get("taskId")) or valid_task_id(data.get("task_id"))
     results = _loads_maybe(data.get("resultJson"))
-    urls = results.get("resultUrls", []) if isinstance(results, dict) else []
+    urls = results.get("resultUrls") if isinstance(results, dict) else None
     param = _loads_maybe(data.get("param"))
-    complete = data.get("completeTime")
+    callback_url = param.get("callBackUrl") if isinstance(param, dict) else None
     return TaskRecord(
-        task_id=str(task_id),
-        state=str(data.get("state") or ""),
-        result_urls=[str(url) for url in urls if isinstance(url, str)],
-        fail_code=str(data.get("failCode") or ""),
-        fail_message=str(data.get("failMsg") or ""),
+        task_id=task_id,
+        state=_text(data.get("state"), 16),
+        result_urls=[
+            url
+            for url in (urls if isinstance(urls, list) else [])
+            if isinstance(url, str) and _text(url, 4000) == url
+        ][:MAX_RESULT_URLS],
+        fail_code=_text(data.get("failCode"), 16),
+        fail_message=_text(data.get("failMsg"), 2000),
         credits=_credits(data),
-        callback_url=str(param.get("callBackUrl") or "") if isinstance(param, dict) else "",
-        complete_time_ms=int(complete) if isinstance(complete, int | float) else None,
+        callback_url=callback_url if _text(callback_url, 4000) == callback_url else "",
+        complete_time_ms=_milliseconds(data.get("completeTime")),
     )
 
 
+def _text(value: Any, limit: int) -> str:
+    """A scalar the provider sent as text we can store: no NUL (PostgreSQL refuses it), bounded."""
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value).replace("\x00", "")[:limit]
+
+
+def _milliseconds(value: Any) -> int | None:
+    """A moment in Unix milliseconds, if the value can be one (not NaN, not past year 9999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 <= value < 253_402_300_800_000 else None
+
+
 def callback_task_id(body: Mapping[str, Any]) -> str:
-    """Find the task id in a callback body, wherever the sender put it."""
+    """Find the task id in a callback body, wherever the sender put it; "" if it is no id."""
     data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
-    return str(data.get("taskId") or data.get("task_id") or body.get("taskId") or "")
+    for value in (data.get("taskId"), data.get("task_id"), body.get("taskId")):
+        if task_id := valid_task_id(value):
+            return task_id
+    return ""
 
 
 def callback_signature(key: str, task_id: str, timestamp: str) -> str:
@@ -119,7 +199,9 @@ def verify_callback_signature(
         return False
     if age > tolerance:
         return False
-    return hmac.compare_digest(callback_signature(key, task_id, timestamp), signature)
+    # As bytes: on a str holding anything but ASCII compare_digest raises instead of refusing.
+    expected = callback_signature(key, task_id, timestamp).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 class KieClient:
@@ -183,13 +265,13 @@ class KieClient:
         if callback_url:
             body["callBackUrl"] = callback_url
         data = self._call(self._api, "POST", "/api/v1/jobs/createTask", json=body, creates=True)
-        task_id = data.get("taskId") if isinstance(data, Mapping) else None
+        task_id = valid_task_id(data.get("taskId")) if isinstance(data, Mapping) else ""
         if not task_id:
             # Accepted, by the envelope: a task may exist that we cannot name.
             raise ProviderError(
                 BAD_ENVELOPE, "createTask answered without a taskId", ambiguous=True
             )
-        return str(task_id)
+        return task_id
 
     def record_info(self, task_id: str) -> TaskRecord:
         data = self._call(self._api, "GET", "/api/v1/jobs/recordInfo", params={"taskId": task_id})
@@ -199,10 +281,10 @@ class KieClient:
 
     def credit_balance(self) -> Decimal:
         data = self._call(self._api, "GET", "/api/v1/chat/credit")
-        try:
-            return Decimal(str(data))
-        except InvalidOperation as error:
-            raise ProviderError(BAD_ENVELOPE, f"credit answered {data!r}") from error
+        balance = _finite_decimal(data)
+        if balance is None:
+            raise ProviderError(BAD_ENVELOPE, f"credit answered {_text(repr(data), 100)}")
+        return balance
 
     def fresh_download_url(self, url: str) -> str:
         data = self._call(self._api, "POST", "/api/v1/common/download-url", json={"url": url})
@@ -221,12 +303,14 @@ class KieClient:
             files={"file": (file_name, content, content_type)},
             data={"uploadPath": upload_path.strip("/"), "fileName": file_name},
         )
-        if not isinstance(data, Mapping) or not data.get("downloadUrl"):
+        url = data.get("downloadUrl") if isinstance(data, Mapping) else None
+        if not isinstance(url, str) or not url:
             raise ProviderError(BAD_ENVELOPE, "upload answered without a downloadUrl")
+        size = data.get("fileSize")
         return UploadedFile(
-            download_url=str(data["downloadUrl"]),
-            file_path=str(data.get("filePath") or ""),
-            size=int(data.get("fileSize") or len(content)),
+            download_url=url,
+            file_path=_text(data.get("filePath"), 500),
+            size=size if isinstance(size, int) and not isinstance(size, bool) else len(content),
         )
 
     def _call(
@@ -254,25 +338,30 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    # NaN (which compares false) or a wait of days is no advice to follow: the caller's own
+    # backoff applies.
+    if not seconds <= MAX_RETRY_AFTER:
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    return max(0.0, seconds)
 
 
 def _unwrap(response: httpx.Response, *, creates: bool = False) -> Any:
     """Return the envelope's `data`, or raise what its `code` (or the HTTP status) means."""
     try:
-        envelope = response.json()
+        envelope = loads_bounded(response.content)
     except ValueError:
         envelope = None
-    if not isinstance(envelope, Mapping) or not isinstance(envelope.get("code"), int):
+    code = envelope.get("code") if isinstance(envelope, Mapping) else None
+    # A code is an HTTP-like status: anything else is as garbled as no envelope at all.
+    if type(code) is not int or not 100 <= code <= 999:
         code = response.status_code if response.status_code != 200 else BAD_ENVELOPE
-        text = response.text[:200].strip() or response.reason_phrase
+        text = _text(response.text[:200].strip() or response.reason_phrase, 200)
         raise ProviderError(
             code,
             f"no valid envelope: {text}",
@@ -281,11 +370,10 @@ def _unwrap(response: httpx.Response, *, creates: bool = False) -> Any:
             # have gone through. A 429 is a refusal, whoever sent it.
             ambiguous=creates and code != 429,
         )
-    code = envelope["code"]
     if response.status_code != 200 and code == 200:
         code = response.status_code
     if code != 200:
-        message = str(envelope.get("msg") or envelope.get("message") or "")
+        message = _text(envelope.get("msg") or envelope.get("message"), 500)
         raise ProviderError(code, message, retry_after=_retry_after(response))
     return envelope.get("data")
 

@@ -26,6 +26,7 @@ from imagereview.models import (
     Generation,
     ImageRequest,
     ProviderAccount,
+    RefusedCallbackTally,
 )
 
 G = Generation.State
@@ -364,6 +365,16 @@ def callbacks(period: Period) -> Callbacks:
         .annotate(n=Count("id"))
         .order_by()
     )
+    # Past the few kept in full per window, refused callbacks are only counted.
+    for outcome, n in (
+        RefusedCallbackTally.objects.filter(
+            window_start__gte=period.start, window_start__lt=period.end
+        )
+        .values_list("outcome")
+        .annotate(n=Sum("count"))
+        .order_by()
+    ):
+        refused[outcome] = refused.get(outcome, 0) + n
     counted = receipts.filter(outcome=CallbackReceipt.Outcome.ACCEPTED).aggregate(
         n=Count("id"), tasks=Count("task_id", distinct=True)
     )

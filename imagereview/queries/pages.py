@@ -8,6 +8,7 @@ the primary key). The cursor is the key of the last row shown, opaque to the per
 import base64
 import operator
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, NamedTuple, TypeVar
 
@@ -49,7 +50,11 @@ def decode_cursor(
             model._meta.get_field(name).to_python(part)
             for name, part in zip(key, parts, strict=True)
         )
-    except (ValidationError, FieldDoesNotExist):
+        # The database compares in UTC, which a time at the calendar's edge may not reach.
+        for value in values:
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value.astimezone(UTC)
+    except (ValidationError, FieldDoesNotExist, OverflowError):
         return None
     return None if any(value is None for value in values) else values
 

@@ -8,10 +8,6 @@ from imagereview import actions
 from imagereview.models import CallbackReceipt
 
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Webhook-Timestamp", "X-Webhook-Signature")
-REFUSED_STATUS = {
-    CallbackReceipt.Outcome.BAD_SIGNATURE: 403,
-    CallbackReceipt.Outcome.MALFORMED: 400,
-}
 
 
 def _unknown() -> JsonResponse:
@@ -32,6 +28,7 @@ def provider_callback(request: HttpRequest, generation_id: int, token: str) -> J
     if receipt is None or receipt.outcome == CallbackReceipt.Outcome.BAD_TOKEN:
         return _unknown()
     if not receipt.verified:
-        status = REFUSED_STATUS[receipt.outcome]
+        # A body we could not read is the sender's mistake; anything else is unauthenticated.
+        status = 400 if receipt.outcome == CallbackReceipt.Outcome.MALFORMED else 403
         return JsonResponse({"code": status, "msg": receipt.get_outcome_display()}, status=status)
     return JsonResponse({"code": 200, "msg": "success"})

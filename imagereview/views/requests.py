@@ -1,5 +1,6 @@
 """Requesters: ask for images and follow them to review."""
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Prefetch, Q, QuerySet
@@ -55,6 +56,8 @@ def _get_output_for_user(request: HttpRequest, asset_id: str | None) -> Asset | 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+# The chosen references are previewed from blob: URLs before they are uploaded.
+@csp_update({"img-src": ["blob:"]})
 def new_edit(request: HttpRequest) -> HttpResponse:
     """An edit request: uploaded references, or an earlier output to edit further."""
     source = _get_output_for_user(request, request.POST.get("source") or request.GET.get("from"))

@@ -23,7 +23,6 @@ from imagereview.roles import reviewer_required
 
 R = ImageRequest.Status
 PAGE_SIZE = 24
-CLAIM_RENEW_SECONDS = 60
 FILTER_NAMES = ("mode", "requester", "flagged", "age", "sort")
 AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
@@ -94,6 +93,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     )
     for row in rows:
         row.reviewed_by = actions.review.other_claimant(row, request.user)
+        row.own = actions.review.reviews_own_request(row, request.user)
     counts = dict(ImageRequest.objects.values_list("status").annotate(n=Count("id")).order_by())
     context = {
         "form": form,
@@ -281,10 +281,9 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "next_request": _next_in_queue(image_request, reviewer, filters),
         "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
         "queue_suffix": _with_query("", queue_query),
-        "claim_renew_seconds": CLAIM_RENEW_SECONDS,
+        "claim_renew_seconds": int(actions.review.CLAIM_RENEW.total_seconds()),
         "own_request": image_request.requester_id == reviewer.pk,
-        "may_not_approve": image_request.requester_id == reviewer.pk
-        and settings.REVIEW_FORBID_SELF_APPROVAL,
+        "may_not_review": actions.review.reviews_own_request(image_request, reviewer),
         "undoable": actions.review.undoable_decision(reviewer),
     }
 
@@ -295,25 +294,33 @@ def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = get_object_or_404(
         ImageRequest.objects.select_related("requester", "claimed_by"), pk=request_id
     )
-    if request.htmx.target == "claim":
-        return _renew_claim(request, image_request)
     context = _review_context(request, image_request)
     if image_request.status == R.IN_REVIEW:
-        context["claimed_by"] = actions.claim(image_request, request.user)
+        # Reading the page writes nothing: the page claims the request itself once loaded.
+        context["claimed_by"] = actions.review.other_claimant(image_request, request.user)
     template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
     return render(request, template, context)
 
 
-def _renew_claim(request: HttpRequest, image_request: ImageRequest) -> HttpResponse:
-    """The page's periodic poll: keep the claim while the reviewer has the page open."""
+@reviewer_required
+@require_POST
+def claim(request: HttpRequest, request_id: int) -> HttpResponse:
+    """Take or renew the claim: sent by the open review page on load and then periodically."""
+    image_request = get_object_or_404(
+        ImageRequest.objects.select_related("claimed_by"), pk=request_id
+    )
     if image_request.status != R.IN_REVIEW:
         return HttpResponseStopPolling()
-    context = {
-        "image_request": image_request,
-        "claimed_by": actions.claim(image_request, request.user),
-        "claim_renew_seconds": CLAIM_RENEW_SECONDS,
-    }
-    return render(request, "review/detail.html#claim", context)
+    context = {"claimed_by": actions.claim(image_request, request.user)}
+    return render(request, "review/detail.html#claim-label", context)
+
+
+@reviewer_required
+@require_POST
+def release_claim(request: HttpRequest, request_id: int) -> HttpResponse:
+    """End the reviewer's claim: sent by the review page as it closes."""
+    actions.review.release_claim(image_request_id=request_id, reviewer=request.user)
+    return HttpResponse(status=204)
 
 
 def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:

@@ -6,3 +6,9 @@ document.addEventListener("change", (event) => {
     box.checked = event.target.checked;
   });
 });
+
+// The search box filters as one types; its change on leaving it would only ask again.
+// (Kept out of hx-trigger: a trigger filter is evaluated code, which the policy refuses.)
+document.addEventListener("change", (event) => {
+  if (event.target.id === "library-q") event.stopPropagation();
+}, true);

@@ -64,6 +64,9 @@
   }
 
   function applySplit() {
+    // The frame takes the outputs' shape; set here because the policy refuses style attributes.
+    const frame = document.querySelector("#review-body .slider-frame[data-aspect-ratio]");
+    if (frame) frame.style.aspectRatio = frame.dataset.aspectRatio;
     const after = document.querySelector("#review-body .compare-slider .after");
     if (after) after.style.clipPath = `inset(0 0 0 ${view.split}%)`;
     const input = document.querySelector("#review-body .slider-input");

@@ -8,6 +8,7 @@ Django's test client with a token header, in process; each measured call gets a 
 own, so that none meets the rate limit.
 """
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -115,6 +116,7 @@ def test_request_lists_at_100_and_100_000_requests(requester, reviewer):
     other = make_user("bob", REQUESTERS)
     owners = [requester, other]
     viewers = {"requester": requester, "reviewer": reviewer}
+    load = os.getloadavg()[0]
     fill(owners, SMALL, start=0)
     small = measure(viewers)
 
@@ -145,7 +147,8 @@ def test_request_lists_at_100_and_100_000_requests(requester, reviewer):
     worst = max(large[call][0] / small[call][0] for call in small)
     print_table(
         f"{connection.vendor}: GET {LIST} (24 a page, a token each), {ROUNDS} rounds, "
-        f"100 requests, then 100 000 (filled in {fill_seconds:.0f} s); milliseconds",
+        f"100 requests, then 100 000 (filled in {fill_seconds:.0f} s); milliseconds; "
+        f"{os.cpu_count()} CPUs, load {load:.1f} at the start",
         rows,
         headers=("100 p50", "p95", "queries", "100k p50", "p95", "queries", "ratio p50"),
     )

@@ -35,20 +35,52 @@ def browser() -> Iterator:
         browser.close()
 
 
+# Every page reports what its Content-Security-Policy refused, as the browser sees it.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} refused ${event.blockedURI || "inline"} on ${event.documentURI}`
+    + ` (${event.sourceFile || "?"}:${event.lineNumber})`,
+  );
+});
+"""
+
+
 @pytest.fixture
-def new_page(browser, tmp_path: Path) -> Iterator:
-    """Open pages in fresh browser contexts (one per user); close them all afterwards."""
+def csp_violations() -> list[str]:
+    """The CSP violations seen by this test's pages: any left at the end fails the test."""
+    return []
+
+
+@pytest.fixture
+def new_page(browser, csp_violations: list[str], tmp_path: Path) -> Iterator:
+    """Open pages in fresh browser contexts (one per user); close them all afterwards.
+
+    A page that breaks the Content-Security-Policy fails the test, whatever it asserts.
+    """
     contexts = []
+
+    def note_violation(description: str) -> None:
+        csp_violations.append(description)
+
+    def note_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            csp_violations.append(message.text)
 
     def open_page(width: int = 1400, height: int = 900):
         context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(20_000)
+        context.expose_function("reportCspViolation", note_violation)
+        context.add_init_script(CSP_LISTENER)
+        context.on("console", note_console)
         contexts.append(context)
         return context.new_page()
 
     yield open_page
     for context in contexts:
         context.close()
+    if csp_violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(csp_violations))
 
 
 def log_in(page, base_url: str, username: str, password: str) -> None:
