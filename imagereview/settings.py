@@ -106,9 +106,14 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = VAR_DIR / "db.sqlite3"
+# Persistent connections suit processes that do one thing at a time: the cluster's workers,
+# the dispatcher, gunicorn's sync workers (runstack gives the cluster and the dispatcher 60 s).
+# A threaded web server starts a thread per client connection, and each thread's database
+# connection would outlive it until PostgreSQL refuses new ones: so none unless told.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=60
+        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

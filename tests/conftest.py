@@ -184,6 +184,8 @@ def cluster_env(live_server, sandbox: SandboxServer, settings, tmp_path: Path) -
         "C2PA_LOCAL_DIR": str(settings.C2PA_LOCAL_DIR),
         "Q_WORKERS": "2",
         "LOG_LEVEL": "INFO",
+        # As runstack runs the cluster: one job at a time per process, connections kept.
+        "DB_CONN_MAX_AGE": "60",
     }
     env.pop("KIE_API_KEY", None)
     return env

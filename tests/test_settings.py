@@ -94,3 +94,28 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(db):
     with connection.cursor() as cursor:
         assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.settings_dict["OPTIONS"]["timeout"] >= 5
+
+
+def test_database_connections_are_not_kept_unless_asked(tmp_path):
+    """A threaded web server's threads would each keep a connection open until PostgreSQL
+    refuses new ones: persistent connections are for processes that say so."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    found = []
+    for extra in ({}, {"DB_CONN_MAX_AGE": "60"}):
+        environment = {k: v for k, v in os.environ.items() if k != "DB_CONN_MAX_AGE"}
+        environment |= {
+            "VAR_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "imagereview.settings",
+            "DATABASE_URL": "postgres://u@db.internal:5432/app",
+            **extra,
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        found.append(result.stdout.strip())
+    assert found == ["0", "60"]

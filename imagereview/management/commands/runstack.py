@@ -22,6 +22,15 @@ def _relay(name: str, stream: IO[str], lock: threading.Lock) -> None:
             sys.stdout.flush()
 
 
+def _environment(name: str) -> dict[str, str]:
+    """The child's environment: the cluster and the dispatcher keep their database
+    connections (one job at a time each); the threaded web server does not."""
+    environment = dict(os.environ)
+    if name in ("cluster", "dispatch"):
+        environment.setdefault("DB_CONN_MAX_AGE", "60")
+    return environment
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -52,6 +61,7 @@ class Command(BaseCommand):
                 # stops each child through its main process so the cluster winds down in order.
                 child = subprocess.Popen(
                     [sys.executable, "manage.py", *command],
+                    env=_environment(name),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
