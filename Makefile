@@ -38,7 +38,7 @@ bench: $(STAMP)
 ## The Hypothesis fuzz tests with a long search (the suite runs them with a short one).
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -p no:cacheprovider \
-		tests/test_callback_fuzz.py tests/test_form_fuzz.py $(PYTEST_ARGS)
+		tests/test_callback_fuzz.py tests/test_form_fuzz.py tests/test_api_fuzz.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
@@ -158,6 +160,13 @@ class BillingRiskFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _each(queryset: QuerySet[Generation], act: Callable[..., object], **context: object) -> int:
+    """Run an action on each selected generation; count those it changed (audited there)."""
+    return sum(
+        1 for pk in queryset.values_list("pk", flat=True) if act(generation_id=pk, **context)
+    )
+
+
 @admin.register(Generation)
 class GenerationAdmin(RecordAdmin):
     """Provider facts and states: moved on only by the actions below, each audited."""
@@ -183,30 +192,18 @@ class GenerationAdmin(RecordAdmin):
 
     @admin.action(description="Ask the provider for the state of the selected generations")
     def refresh_from_provider(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        asked = [
-            generation_id
-            for generation_id in queryset.values_list("pk", flat=True)
-            if ask_refresh(generation_id=generation_id, actor=request.user)
-        ]
-        self.message_user(request, f"Refresh queued for {len(asked)} generations.")
+        done = _each(queryset, ask_refresh, actor=request.user)
+        self.message_user(request, f"Refresh queued for {done} generations.")
 
     @admin.action(description="Cancel the selected unfinished generations")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        cancelled = [
-            generation_id
-            for generation_id in queryset.values_list("pk", flat=True)
-            if cancel_generation(generation_id=generation_id, actor=request.user)
-        ]
-        self.message_user(request, f"{len(cancelled)} generations cancelled.")
+        done = _each(queryset, cancel_generation, actor=request.user)
+        self.message_user(request, f"{done} generations cancelled.")
 
     @admin.action(description="Retry the selected failed or timed-out generations")
     def retry(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        retried = [
-            generation_id
-            for generation_id in queryset.values_list("pk", flat=True)
-            if actions.retry_generation(generation_id=generation_id, actor=request.user)
-        ]
-        self.message_user(request, f"{len(retried)} generations queued again.")
+        done = _each(queryset, actions.retry_generation, actor=request.user)
+        self.message_user(request, f"{done} generations queued again.")
 
 
 @admin.register(Asset)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import hypothesis
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
@@ -20,6 +21,13 @@ from imagereview.roles import REQUESTERS, REVIEWERS
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_LATENCY = {"waiting": 0.05, "queuing": 0.05, "generating": 0.1}
+
+
+# The suite's fuzz tests try the same examples on every run, so that a red build is one
+# anyone can repeat; `make fuzz` (FUZZ_EXAMPLES set) searches afresh and much further.
+hypothesis.settings.register_profile("suite", derandomize=True)
+hypothesis.settings.register_profile("search", derandomize=False)
+hypothesis.settings.load_profile("search" if os.environ.get("FUZZ_EXAMPLES") else "suite")
 
 
 @pytest.fixture(autouse=True, scope="session")

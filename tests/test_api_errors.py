@@ -132,3 +132,11 @@ def test_the_session_needs_the_csrf_token_to_create(requester):
         "/api/v1/requests", body, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
     assert accepted.status_code == 201
+
+
+def test_an_id_past_64_bits_is_a_validation_problem_not_a_crash(requester):
+    """Found by the schema fuzzing: SQLite cannot even bind such a number."""
+    client = token_client(requester, "read")
+    response = conforms(client.get("/api/v1/outputs?request=99999999999999999999999"))
+    assert response.status_code == 422
+    assert "request" in response.json()["errors"]

@@ -4,6 +4,8 @@ Schemathesis generates calls of every operation from the published schema, valid
 and checks each answer against it (status, content type, body, headers).
 """
 
+import os
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -16,7 +18,7 @@ from imagereview.actions.tokens import issue_token
 from tests.api_support import ALL_SCOPES
 from tests.factories import request_in_review
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 # Schema-valid data the forms may still refuse, by rules across fields or in files that a JSON
 # schema cannot state (a quota over the variants, a blank prompt, a file that is no image);
 # every other check runs, refusals of invalid data included.

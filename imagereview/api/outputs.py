@@ -222,7 +222,10 @@ def publish(request: HttpRequest, output_id: int) -> HttpResponse:
 class OutputFilters(Schema):
     approved: bool = Field(True, description="Always true: only approved outputs are listed.")
     published: bool = Field(False, description="Only outputs published now.")
-    request: int | None = Field(None, description="Only the outputs of this request.")
+    # Ids are 64-bit: a larger number names nothing and could not even be asked for.
+    request: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Only the outputs of this request."
+    )
     cursor: str = ""
     limit: int = Field(100, ge=1, le=500)
 
