@@ -63,8 +63,9 @@ class RequestBodyLimitMiddleware:
 
 
 class FileSizeCapUploadHandler(FileUploadHandler):
-    """Drop a file once it passes UPLOAD_MAX_FILE_BYTES (the form then finds it missing), so
-    that one file cannot fill the whole allowance of a page that takes several."""
+    """Drop a file once it passes UPLOAD_MAX_FILE_BYTES, so that one file cannot fill the
+    whole allowance of a page that takes several; its name is kept on the request, for the
+    form to say which file was too large (`too_large_uploads`)."""
 
     def new_file(self, *args: object, **kwargs: object) -> None:
         super().new_file(*args, **kwargs)
@@ -73,8 +74,16 @@ class FileSizeCapUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
         if self.received > settings.UPLOAD_MAX_FILE_BYTES:
+            if self.request is not None:
+                dropped = getattr(self.request, "too_large_uploads", [])
+                self.request.too_large_uploads = [*dropped, self.file_name or "a file"]
             raise SkipFile
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
         return None
+
+
+def too_large_uploads(request: HttpRequest) -> list[str]:
+    """The names of the files of this request the upload handler dropped for their size."""
+    return list(getattr(request, "too_large_uploads", []))

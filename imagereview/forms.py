@@ -177,11 +177,14 @@ class EditRequestForm(GenerationRequestForm):
         *args: object,
         source_output: Asset | None = None,
         source_outputs: Sequence[Asset] = (),
+        too_large: Sequence[str] = (),
         **kwargs: object,
     ) -> None:
         """`source_output` is the output an edit page starts from; `source_outputs`, the
         earlier outputs an API call names as references. They count and are checked as
-        references, before the uploaded files."""
+        references, before the uploaded files. `too_large` names uploads dropped on the way
+        in for their size (bodylimits.too_large_uploads)."""
+        self.too_large = list(too_large)
         self.source_output = source_output
         self.source_outputs = [source_output] if source_output else list(source_outputs)
         super().__init__(*args, **kwargs)
@@ -196,6 +199,11 @@ class EditRequestForm(GenerationRequestForm):
 
     def clean_references(self) -> list[UploadedFile]:
         files = self.cleaned_data["references"]
+        if self.too_large:
+            limit = media.MAX_REFERENCE_BYTES // 1024 // 1024
+            raise ValidationError(
+                [f"{name}: the file is over the limit of {limit} MB." for name in self.too_large]
+            )
         given = len(files) + len(self.source_outputs)
         if given == 0:
             raise ValidationError("Add at least one reference image to edit.")

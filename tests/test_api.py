@@ -241,6 +241,19 @@ def test_create_edit_refuses_a_file_that_is_not_an_image(requester):
     assert not Asset.objects.exists()
 
 
+def test_create_edit_names_a_file_dropped_for_its_size(requester, settings):
+    settings.UPLOAD_MAX_FILE_BYTES = 1024
+    response = token_client(requester).post(
+        "/api/v1/requests",
+        {"mode": "edit", "prompt": "x", "references": [upload("huge.png", b"x" * 4096)]},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"]["references"] == [
+        "huge.png: the file is over the limit of 30 MB."
+    ]
+    assert not Asset.objects.exists()
+
+
 def test_create_edit_of_an_earlier_output_reuses_it(requester):
     earlier = request_in_review(requester, real_images=False, variants=1)
     output = earlier.assets.get(kind="output")

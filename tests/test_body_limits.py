@@ -124,7 +124,8 @@ def test_a_signed_in_upload_over_the_file_cap_is_refused_without_an_error(
     )
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert errors == {"references": ["Add at least one reference image to edit."]}
+    # The form names the file that was dropped for its size, not just a missing reference.
+    assert errors == {"references": ["big.png: the file is over the limit of 30 MB."]}
     assert not ImageRequest.objects.exists()
 
 

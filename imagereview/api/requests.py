@@ -13,6 +13,7 @@ from imagereview.api import bodies, idempotency, schemas
 from imagereview.api.auth import SCOPES, scoped
 from imagereview.api.problems import Problem, from_form_errors, invalid
 from imagereview.api.representations import json_response, request_detail, request_summary
+from imagereview.bodylimits import too_large_uploads
 from imagereview.forms import EditRequestForm, GenerationRequestForm, LibraryFilterForm
 from imagereview.models import MAX_PROMPT_LENGTH, MAX_VARIANTS, Asset, ImageRequest
 from imagereview.providers import downloads
@@ -135,7 +136,7 @@ def _create(request: HttpRequest, body: bodies.Body) -> HttpResponse:
         sources = _reference_outputs(user, output_ids)
         fetched = _fetch_references(urls)
         files = MultiValueDict({"references": [*uploads, *fetched]})
-        form = form_class(data, files, source_outputs=sources)
+        form = form_class(data, files, source_outputs=sources, too_large=too_large_uploads(request))
     if not form.is_valid():
         raise from_form_errors(form.errors)
     references: list = []

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from imagereview import actions
 from imagereview.actions import ReferenceUpload
 from imagereview.actions.account import get_account
+from imagereview.bodylimits import too_large_uploads
 from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.queries.outcomes import mark_live_publications, request_outcome
@@ -63,7 +64,11 @@ def new_edit(request: HttpRequest) -> HttpResponse:
     source = _get_output_for_user(request, request.POST.get("source") or request.GET.get("from"))
     initial = {"prompt": source.request.prompt} if source and request.method == "GET" else None
     form = EditRequestForm(
-        request.POST or None, request.FILES or None, source_output=source, initial=initial
+        request.POST or None,
+        request.FILES or None,
+        source_output=source,
+        initial=initial,
+        too_large=too_large_uploads(request),
     )
     if request.method == "POST" and form.is_valid():
         uploads = [ReferenceUpload(f.name, f) for f in form.cleaned_data["references"]]
