@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from imagereview.api.bodies import Body
 from imagereview.api.problems import Problem, problem_response
 from imagereview.models import IdempotencyRecord
 
@@ -36,14 +37,9 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def once(
-    request: HttpRequest,
-    *,
-    user: AbstractBaseUser,
-    body_fingerprint: str,
-    produce: Callable[[], HttpResponse],
-) -> HttpResponse:
-    """Answer with `produce()`, or with the first answer to this request's idempotency key."""
+def once(request: HttpRequest, body: Body, produce: Callable[[], HttpResponse]) -> HttpResponse:
+    """Answer with `produce()`, or with the first answer to this request's idempotency key
+    (per caller, `request.auth`, and per body)."""
     key = request.headers.get(HEADER)
     if key is None:
         return produce()
@@ -55,7 +51,7 @@ def once(
             errors={HEADER: [f"1 to {MAX_KEY_LENGTH} characters"]},
         )
     endpoint = f"{request.method} {request.path}"
-    record = _claim(user, key, endpoint, body_fingerprint)
+    record = _claim(request.auth, key, endpoint, fingerprint(body.fingerprint_parts()))
     if isinstance(record, HttpResponse):
         return record
     try:

@@ -143,12 +143,7 @@ def decide(request: HttpRequest, output_id: int) -> HttpResponse:
         detail = schemas.RequestDetail.model_validate(request_detail(request, output.request))
         return json_response(detail)
 
-    return idempotency.once(
-        request,
-        user=request.auth,
-        body_fingerprint=idempotency.fingerprint(body.fingerprint_parts()),
-        produce=produce,
-    )
+    return idempotency.once(request, body, produce)
 
 
 @router.post(
@@ -177,12 +172,7 @@ def request_changes(request: HttpRequest, output_id: int) -> HttpResponse:
         detail = schemas.RequestDetail.model_validate(request_detail(request, revision))
         return json_response(detail, status=201)
 
-    return idempotency.once(
-        request,
-        user=request.auth,
-        body_fingerprint=idempotency.fingerprint(body.fingerprint_parts()),
-        produce=produce,
-    )
+    return idempotency.once(request, body, produce)
 
 
 @router.post(
@@ -211,12 +201,7 @@ def publish(request: HttpRequest, output_id: int) -> HttpResponse:
         answer = {"publication": publication(request, published.pk, published.state)}
         return json_response(schemas.Publishing.model_validate(answer), status=202)
 
-    return idempotency.once(
-        request,
-        user=request.auth,
-        body_fingerprint=idempotency.fingerprint(body.fingerprint_parts()),
-        produce=produce,
-    )
+    return idempotency.once(request, body, produce)
 
 
 class OutputFilters(Schema):

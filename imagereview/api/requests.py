@@ -108,12 +108,7 @@ def create_request(request: HttpRequest) -> HttpResponse:
     body = bodies.read(
         request, scalars=("mode", *FORM_FIELDS), lists=REFERENCE_LISTS, files=("references",)
     )
-    return idempotency.once(
-        request,
-        user=request.auth,
-        body_fingerprint=idempotency.fingerprint(body.fingerprint_parts()),
-        produce=lambda: _create(request, body),
-    )
+    return idempotency.once(request, body, lambda: _create(request, body))
 
 
 def _create(request: HttpRequest, body: bodies.Body) -> HttpResponse:
