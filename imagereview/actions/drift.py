@@ -9,11 +9,10 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.urls import reverse
 
 from imagereview.models import (
@@ -26,6 +25,7 @@ from imagereview.models import (
     ImageRequest,
     ProviderAccount,
 )
+from imagereview.queries.spending import recent_daily_burn
 
 G = Generation.State
 # Most recent baseline items a median is taken over: enough to be steady, cheap to fetch.
@@ -363,13 +363,6 @@ def broken_urls(now: datetime) -> list[Finding]:
     ]
 
 
-def _burn_per_day(now: datetime) -> Decimal:
-    spent = Generation.objects.filter(
-        completed_at__gte=now - timedelta(days=7), completed_at__lt=now
-    ).aggregate(total=Sum("credits"))["total"]
-    return (spent or Decimal(0)) / 7
-
-
 def provider_account(now: datetime) -> list[Finding]:
     """The circuit (submitting halted) and the credit balance of each provider account."""
     findings = []
@@ -399,7 +392,7 @@ def _credit_finding(account: ProviderAccount, now: datetime, link: str) -> Findi
     if account.credits is None:
         return Finding("low_credits", account.provider, breached=None)
     credits = float(account.credits)
-    burn = float(_burn_per_day(now))
+    burn = float(recent_daily_burn(now))
     days_left = credits / burn if burn else None
     floor = max(settings.KIE_PRICES.values()) * settings.DRIFT_LOW_CREDIT_IMAGES
     short = days_left is not None and days_left < settings.DRIFT_LOW_CREDIT_DAYS

@@ -126,7 +126,7 @@ def cost(period: Period, *, now: datetime | None = None) -> Cost:
         total=total,
         groups=groups,
         burn_by_day=burn_by_day(period),
-        recent_daily_burn=_recent_daily_burn(now),
+        recent_daily_burn=recent_daily_burn(now),
         price=credit_price(),
     )
 
@@ -156,7 +156,7 @@ def burn_by_day(period: Period) -> list[tuple]:
     return [(day, spent.get(day) or ZERO) for day in period.days]
 
 
-def _recent_daily_burn(now: datetime) -> Decimal:
+def recent_daily_burn(now: datetime) -> Decimal:
     """Credits per day over the last 7 days, the rate "days left" assumes."""
     spent = Generation.objects.filter(
         completed_at__gte=now - timedelta(days=7), completed_at__lt=now
