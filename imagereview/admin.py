@@ -100,24 +100,16 @@ class ImageRequestAdmin(RecordAdmin):
         unfinished = Generation.objects.filter(request__in=queryset).exclude(
             state__in=Generation.FINAL_STATES
         )
-        cancelled = [
-            generation_id
-            for generation_id in unfinished.values_list("pk", flat=True)
-            if cancel_generation(generation_id=generation_id, actor=request.user)
-        ]
-        self.message_user(request, f"{len(cancelled)} generation(s) cancelled.")
+        done = _each(unfinished, cancel_generation, actor=request.user)
+        self.message_user(request, f"{done} generation(s) cancelled.")
 
     @admin.action(description="Retry the failed generations of the selected requests")
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[ImageRequest]) -> None:
         failed = Generation.objects.filter(
             request__in=queryset, state__in=(Generation.State.FAILED, Generation.State.TIMED_OUT)
         )
-        retried = [
-            generation_id
-            for generation_id in failed.values_list("pk", flat=True)
-            if actions.retry_generation(generation_id=generation_id, actor=request.user)
-        ]
-        self.message_user(request, f"{len(retried)} generation(s) queued again.")
+        done = _each(failed, actions.retry_generation, actor=request.user)
+        self.message_user(request, f"{done} generation(s) queued again.")
 
 
 def has_history(image_request: ImageRequest) -> bool:
