@@ -163,7 +163,7 @@ def column_guide() -> list[tuple[str, str]]:
 def import_rows(*, requester: AbstractBaseUser, rows: Sequence[BatchRow]) -> list[ImageRequest]:
     """Create one prompt-only request per row: all of them, or none if any fails.
 
-    Pass only valid rows. Their submissions are enqueued once the whole batch commits.
+    Pass only valid rows. Their generations are due for submission once the batch commits.
     """
     if invalid := [row.number for row in rows if not row.is_valid]:
         raise ValueError(f"rows with errors cannot be imported: {invalid}")

@@ -1,12 +1,25 @@
 """Enqueueing background jobs (the entry points live in `tasks.py`)."""
 
+import os
 from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django_q.brokers import get_broker
+from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task
+
+_brokers: dict[int, Broker] = {}
+
+
+def broker() -> Broker:
+    """This process's broker: django-q2 would otherwise open a new one (for Redis, a new
+    client and connection) for every job enqueued."""
+    pid = os.getpid()
+    if pid not in _brokers:
+        _brokers.clear()
+        _brokers[pid] = get_broker()
+    return _brokers[pid]
 
 
 def dispatch_lease() -> timedelta:
@@ -16,7 +29,12 @@ def dispatch_lease() -> timedelta:
 
 def enqueue(job: str, *args: object) -> None:
     """Put `imagereview.tasks.<job>(*args)` on the cluster's queue now."""
-    async_task(f"imagereview.tasks.{job}", *args, task_name=f"{job}:{':'.join(map(str, args))}")
+    async_task(
+        f"imagereview.tasks.{job}",
+        *args,
+        task_name=f"{job}:{':'.join(map(str, args))}",
+        broker=broker(),
+    )
 
 
 def enqueue_after_commit(job: str, *args: object) -> None:
@@ -26,4 +44,4 @@ def enqueue_after_commit(job: str, *args: object) -> None:
 
 def backlog() -> int:
     """Jobs waiting in the broker for a worker."""
-    return get_broker().queue_size()
+    return broker().queue_size()

@@ -29,21 +29,31 @@ class Limit:
     key: str
     calls: int
     window: float  # seconds, including a safety margin over the provider's own window
+    # How late after its reserved moment a call may still be sent. A call k that is late by
+    # d stays a full provider window ahead of call k + `calls` (sent on time, a `window`
+    # after k's moment) while d is within the margin; a third of it is kept for the
+    # network's jitter.
+    late_by: float = 0.0
+
+
+def _limit(kind: str, calls: int, window: float, margin: float) -> Limit:
+    return Limit(
+        key=f"{kind}:{settings.KIE_API_BASE}",
+        calls=calls,
+        window=window * (1 + margin),
+        late_by=window * margin * 2 / 3,
+    )
 
 
 def submit_limit() -> Limit:
-    return Limit(
-        key=f"submit:{settings.KIE_API_BASE}",
-        calls=settings.KIE_SUBMIT_LIMIT,
-        window=settings.KIE_SUBMIT_WINDOW * (1 + settings.KIE_RATE_MARGIN),
+    return _limit(
+        "submit", settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW, settings.KIE_RATE_MARGIN
     )
 
 
 def query_limit() -> Limit:
-    return Limit(
-        key=f"query:{settings.KIE_API_BASE}",
-        calls=settings.KIE_QUERY_LIMIT,
-        window=settings.KIE_QUERY_WINDOW * (1 + settings.KIE_QUERY_MARGIN),
+    return _limit(
+        "query", settings.KIE_QUERY_LIMIT, settings.KIE_QUERY_WINDOW, settings.KIE_QUERY_MARGIN
     )
 
 
@@ -59,9 +69,21 @@ class Slot:
 
 def reserve(limit: Limit, *, max_wait: float) -> Slot:
     """Reserve a slot for one call, unless the first free one is more than `max_wait` away."""
+    granted, first_free = reserve_many(limit, count=1, max_wait=max_wait)
+    return Slot(granted=True, at=granted[0]) if granted else Slot(granted=False, at=first_free)
+
+
+def reserve_many(limit: Limit, *, count: int, max_wait: float) -> tuple[list[float], float]:
+    """Reserve up to `count` slots, in order, none more than `max_wait` away.
+
+    Return the moments reserved and, when fewer than `count`, the first one left free.
+    One round trip, however many are asked for.
+    """
+    if count <= 0:
+        return [], time.time()
     if settings.REDIS_URL:
-        return _reserve_in_redis(limit, max_wait=max_wait)
-    return _reserve_in_database(limit, max_wait=max_wait)
+        return _reserve_in_redis(limit, count=count, max_wait=max_wait)
+    return _reserve_in_database(limit, count=count, max_wait=max_wait)
 
 
 # A slot this close is taken and slept for; a later one is waited for and asked again, so
@@ -96,40 +118,56 @@ def _slot_after(recent: list[float], limit: Limit, now: float) -> float:
     return max(now, recent[limit.calls - 1] + limit.window)
 
 
-def _reserve_in_database(limit: Limit, *, max_wait: float) -> Slot:
+def _reserve_in_database(limit: Limit, *, count: int, max_wait: float) -> tuple[list[float], float]:
     with transaction.atomic():
         # The lock row serialises reservations for one key (SQLite serialises all writes).
-        RateWindow.objects.get_or_create(key=limit.key)
-        RateWindow.objects.select_for_update().filter(key=limit.key).first()
+        window = RateWindow.objects.select_for_update().filter(key=limit.key).values_list("key")
+        if not list(window):
+            RateWindow.objects.get_or_create(key=limit.key)
+            list(window)
         now = time.time()
         recent = list(
             RateSlot.objects.filter(key=limit.key)
             .order_by("-at")
             .values_list("at", flat=True)[: limit.calls]
         )
-        at = _slot_after(recent, limit, now)
-        if at - now > max_wait:
-            return Slot(granted=False, at=at)
-        RateSlot.objects.create(key=limit.key, at=at)
-        RateSlot.objects.filter(key=limit.key, at__lt=now - 2 * limit.window).delete()
-    return Slot(granted=True, at=at)
+        granted: list[float] = []
+        at = now
+        while len(granted) < count:
+            at = _slot_after(recent, limit, now)
+            if at - now > max_wait:
+                break
+            granted.append(at)
+            recent.insert(0, at)
+        RateSlot.objects.bulk_create(RateSlot(key=limit.key, at=at) for at in granted)
+        if granted:
+            RateSlot.objects.filter(key=limit.key, at__lt=now - 2 * limit.window).delete()
+    return granted, at
 
 
 RESERVE_SCRIPT = """
-local key, now, calls, window, max_wait, member =
-    KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local key, now, calls, window, max_wait, count, member =
+    KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+    tonumber(ARGV[5]), ARGV[6]
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 2 * window)
+local granted = {}
 local at = now
-local recent = redis.call('ZREVRANGE', key, calls - 1, calls - 1, 'WITHSCORES')
-if #recent > 0 then
-    at = math.max(now, tonumber(recent[2]) + window)
+for i = 1, count do
+    at = now
+    local recent = redis.call('ZREVRANGE', key, calls - 1, calls - 1, 'WITHSCORES')
+    if #recent > 0 then
+        at = math.max(now, tonumber(recent[2]) + window)
+    end
+    if at - now > max_wait then
+        break
+    end
+    redis.call('ZADD', key, at, member .. ':' .. i)
+    granted[#granted + 1] = tostring(at)
 end
-if at - now > max_wait then
-    return {0, tostring(at)}
+if #granted > 0 then
+    redis.call('PEXPIRE', key, math.ceil((3 * window + at - now) * 1000))
 end
-redis.call('ZADD', key, at, member)
-redis.call('PEXPIRE', key, math.ceil((3 * window + at - now) * 1000))
-return {1, tostring(at)}
+return {granted, tostring(at)}
 """
 
 
@@ -140,12 +178,12 @@ def _redis_script(url: str):
     return redis.Redis.from_url(url).register_script(RESERVE_SCRIPT)
 
 
-def _reserve_in_redis(limit: Limit, *, max_wait: float) -> Slot:
+def _reserve_in_redis(limit: Limit, *, count: int, max_wait: float) -> tuple[list[float], float]:
     script = _redis_script(settings.REDIS_URL)
     key = f"{settings.Q_CLUSTER['name']}:rate:{limit.key}"
     # Redis's own clock is not used: all hosts are assumed NTP-synchronised, like the provider.
-    reserved, at = script(
+    granted, at = script(
         keys=[key],
-        args=[repr(time.time()), limit.calls, limit.window, max_wait, uuid.uuid4().hex],
+        args=[repr(time.time()), limit.calls, limit.window, max_wait, count, uuid.uuid4().hex],
     )
-    return Slot(granted=bool(int(reserved)), at=float(at))
+    return [float(moment) for moment in granted], float(at)

@@ -329,6 +329,8 @@ THUMBNAIL_SIZE = envint("THUMBNAIL_SIZE", "384")
 RECONCILE_FIRST_POLL = envint("RECONCILE_FIRST_POLL", "20" if KIE_CALLBACKS else "3")
 # How long a dispatched job may sit in the broker before the dispatcher sends it again.
 DISPATCH_LEASE = envint("DISPATCH_LEASE", "30")
+# Seconds between the dispatcher's passes; it hands out create slots a little further ahead.
+DISPATCH_INTERVAL = envfloat("DISPATCH_INTERVAL", "1")
 # The dispatcher sends due work only while fewer jobs than this wait in the broker.
 DISPATCH_MAX_BACKLOG = envint("DISPATCH_MAX_BACKLOG", "100")
 RECONCILE_SUBMITTING_GRACE = envint("RECONCILE_SUBMITTING_GRACE", "180")

@@ -1,4 +1,4 @@
-"""django-q2 entry points: take ids, open a provider client, call the action.
+"""django-q2 entry points: take ids, take the process's provider client, call the action.
 
 Every one is safe to run twice: the actions re-read the row and do nothing when its state
 has moved on.
@@ -6,27 +6,27 @@ has moved on.
 
 from imagereview import actions
 from imagereview.actions import webhooks
-from imagereview.providers.kie import client_from_settings
+from imagereview.providers.kie import shared_client
 
 
-def submit_generation(generation_id: int) -> None:
-    with client_from_settings() as client:
-        actions.submit_generation(generation_id=generation_id, client=client)
+def submit_generation(generation_id: int, slot_at: float | None = None) -> None:
+    actions.submit_generation(generation_id=generation_id, client=shared_client(), slot_at=slot_at)
 
 
 def refresh_generation(generation_id: int) -> None:
-    with client_from_settings() as client:
-        actions.refresh_generation(generation_id=generation_id, client=client)
-
-
-def store_outputs(generation_id: int) -> None:
-    with client_from_settings() as client:
+    """Apply the task's state and, when it has just succeeded, store its outputs in the same
+    job: a second trip through the broker would only add its wait."""
+    client = shared_client()
+    if actions.refresh_generation(generation_id=generation_id, client=client):
         actions.store_outputs(generation_id=generation_id, client=client)
 
 
+def store_outputs(generation_id: int) -> None:
+    actions.store_outputs(generation_id=generation_id, client=shared_client())
+
+
 def reconcile() -> dict[str, int]:
-    with client_from_settings() as client:
-        return actions.reconcile(client=client)
+    return actions.reconcile(client=shared_client())
 
 
 def publish_output(publication_id: int) -> None:

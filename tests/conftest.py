@@ -46,6 +46,7 @@ def waiting_jobs(count: int) -> SimpleNamespace:
 def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Jobs enqueued during a test, kept instead of sent, unless the test runs a cluster."""
     jobs: list[tuple] = []
+    monkeypatch.setattr("imagereview.jobs._brokers", {})
     if request.node.get_closest_marker("cluster") is None:
         monkeypatch.setattr(
             "imagereview.jobs.async_task", lambda func, *args, **kwargs: jobs.append((func, *args))
@@ -220,7 +221,15 @@ def start_process(cluster_env: dict[str, str], tmp_path: Path) -> Iterator:
 
 @pytest.fixture
 def start_cluster(start_process) -> Callable[..., ManagedProcess]:
-    return lambda **extra_env: start_process("qcluster", **extra_env)
+    """Start the background half as runstack does: a cluster and the dispatcher that sends it
+    due work (new requests' creates among it). Return the cluster's process."""
+
+    def start(**extra_env: str) -> ManagedProcess:
+        cluster = start_process("qcluster", **extra_env)
+        start_process("dispatch", **extra_env)
+        return cluster
+
+    return start
 
 
 def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.1, message: str = ""):

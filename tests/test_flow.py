@@ -1,9 +1,11 @@
 """The flow in-process: actions against the sandbox provider over real HTTP."""
 
 import hashlib
+import time
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from imagereview import actions
 from imagereview.models import Asset, Decision, Event, Generation, ImageRequest
@@ -53,7 +55,9 @@ def test_request_creates_one_queued_generation_per_variant(
     assert [g.variant for g in generations] == [1, 2, 3]
     assert {g.state for g in generations} == {G.QUEUED}
     assert len({g.callback_token for g in generations}) == 3
-    assert enqueued == [("imagereview.tasks.submit_generation", g.pk) for g in generations]
+    # Due at once; the dispatcher, not the web process, sends them with their create slots.
+    assert enqueued == []
+    assert all(g.next_attempt_at <= timezone.now() for g in generations)
 
 
 def test_generation_goes_from_prompt_to_stored_output_and_review(requester, reviewer, kie, sandbox):
@@ -168,7 +172,8 @@ def test_reconcile_enqueues_quiet_generations_and_resubmits_stuck_ones(
 
     counts = actions.reconcile(client=kie)
 
-    assert ("imagereview.tasks.submit_generation", queued.pk) in enqueued
+    [submit] = [job for job in enqueued if job[0] == "imagereview.tasks.submit_generation"]
+    assert submit[1] == queued.pk and abs(submit[2] - time.time()) < 5  # its slot's moment
     assert ("imagereview.tasks.refresh_generation", submitted.pk) in enqueued
     assert counts["resubmitted"] == 1
     stuck.refresh_from_db()

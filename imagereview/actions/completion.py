@@ -18,7 +18,7 @@ from imagereview import limits
 from imagereview.actions.account import halt_on
 from imagereview.actions.callbacks import HINTS, unproven_hints
 from imagereview.actions.requests import settle_request
-from imagereview.jobs import dispatch_lease, enqueue_after_commit
+from imagereview.jobs import dispatch_lease, enqueue
 from imagereview.limits import backoff
 from imagereview.models import CallbackReceipt, Generation
 from imagereview.providers.errors import Action, ProviderError
@@ -29,26 +29,33 @@ from imagereview.providers.kie import (
     loads_bounded,
     parse_task,
 )
-from imagereview.transitions import lock, move, record_creation
+from imagereview.transitions import by_pk, lock, move, record_creation
 
 log = logging.getLogger(__name__)
 
 G = Generation.State
 
 
-def refresh_generation(*, generation_id: int, client: KieClient) -> None:
-    """Claim tasks that called back unannounced, then apply the state of our own task."""
-    generation = Generation.objects.filter(pk=generation_id).first()
+def refresh_generation(*, generation_id: int, client: KieClient) -> bool:
+    """Claim tasks that called back unannounced, then apply the state of our own task.
+
+    True when the task has just succeeded: its outputs are the caller's to store next.
+    """
+    fields = Generation.objects.only("state", "provider_task_id")
+    generation = by_pk(fields, generation_id)
     if generation is None:
-        return
-    for task_id in _unclaimed_tasks(generation):
+        return False
+    unclaimed = _unclaimed_tasks(generation)
+    for task_id in unclaimed:
         claim_task(generation_id, task_id, client=client)
-    generation.refresh_from_db()
+    if unclaimed:
+        generation = by_pk(fields, generation_id)
     if generation.state not in (G.SUBMITTED, G.TIMED_OUT) or not generation.provider_task_id:
-        return
+        return False
     record = _query(generation_id, generation.provider_task_id, client=client)
-    if record is not None:
-        apply_task_record(generation_id=generation_id, record=record)
+    if record is None:
+        return False
+    return apply_task_record(generation_id=generation_id, record=record)
 
 
 def _unclaimed_tasks(generation: Generation) -> list[str]:
@@ -140,8 +147,8 @@ def claim_task(generation_id: int, task_id: str, *, client: KieClient, ours: boo
                 target = duplicate.pk
     except IntegrityError:
         return  # claimed concurrently
-    if record is not None:
-        apply_task_record(generation_id=target, record=record)
+    if record is not None and apply_task_record(generation_id=target, record=record):
+        enqueue("store_outputs", target)
 
 
 def _record_refresh_failure(generation_id: int, task_id: str, error: ProviderError) -> None:
@@ -193,15 +200,19 @@ def poll_delay(generation: Generation, now: datetime) -> timedelta:
     return timedelta(seconds=20)
 
 
-def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
-    """Apply what recordInfo says about a generation's task."""
+def apply_task_record(*, generation_id: int, record: TaskRecord) -> bool:
+    """Apply what recordInfo says about a generation's task.
+
+    True when it moved the generation to succeeded: its outputs wait to be stored. Should
+    they not be, the dispatcher sends a store job once the lease set here runs out.
+    """
     now = timezone.now()
     with transaction.atomic():
         generation = lock(Generation, generation_id)
         if generation is None or generation.provider_task_id != record.task_id:
-            return
+            return False
         if generation.state not in (G.SUBMITTED, G.TIMED_OUT):
-            return
+            return False
         if record.state in PENDING_STATES or not record.is_final:
             generation.provider_state = record.state[:16]
             generation.query_failures = 0
@@ -209,7 +220,7 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
             generation.save(
                 update_fields=["provider_state", "query_failures", "next_attempt_at", "updated_at"]
             )
-            return
+            return False
         credits = record.credits if record.credits is not None else _callback_credits(generation)
         if record.state == "success" and record.result_urls:
             estimated = credits is None
@@ -228,8 +239,7 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
                 completed_at=now,
                 next_attempt_at=now + dispatch_lease(),
             )
-            enqueue_after_commit("store_outputs", generation.pk)
-            return
+            return True
         message = record.fail_message or "The provider reported success without result URLs."
         move(
             generation,
@@ -244,6 +254,7 @@ def apply_task_record(*, generation_id: int, record: TaskRecord) -> None:
             completed_at=now,
         )
         settle_request(generation.request_id)
+    return False
 
 
 def _callback_credits(generation: Generation) -> Decimal | None:

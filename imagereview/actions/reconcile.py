@@ -20,6 +20,7 @@ from imagereview.actions.account import get_account, probe_circuit
 from imagereview.actions.callbacks import unproven_hints
 from imagereview.actions.publishing import send_due_publications
 from imagereview.actions.requests import settle_request
+from imagereview.actions.submission import send_due_submissions
 from imagereview.actions.webhooks import send_due_deliveries
 from imagereview.jobs import backlog, dispatch_lease, enqueue, enqueue_after_commit
 from imagereview.models import CallbackReceipt, Event, Generation, ImageRequest
@@ -49,14 +50,12 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
         "refresh_generation": Generation.objects.filter(state=G.SUBMITTED),
         "store_outputs": Generation.objects.filter(state=G.SUCCEEDED),
     }
-    if submitting_open:
-        due["submit_generation"] = Generation.objects.filter(state=G.QUEUED)
     # Backpressure: work leased into a backlog the workers cannot reach within the lease is
     # only sent again, so send no more than the backlog has room for.
     room = max(0, settings.DISPATCH_MAX_BACKLOG - backlog())
     counts = {}
     for job, queryset in due.items():
-        size = min(_batch_size(job, on_trial=account.on_trial), room)
+        size = min(BATCH, room)
         with transaction.atomic():
             # Several dispatchers may run: each takes rows the others have not locked.
             ids = list(
@@ -71,6 +70,13 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
             enqueue(job, generation_id)
         counts[job] = len(ids)
         room -= len(ids)
+    # After a halt, one create proves the account works before the rest follow.
+    counts["submit_generation"] = (
+        send_due_submissions(now=now, limit=min(1 if account.on_trial else BATCH, room))
+        if submitting_open
+        else 0
+    )
+    room -= counts["submit_generation"]
     counts["deliver_webhook"] = send_due_deliveries(now, limit=room)
     room -= counts["deliver_webhook"]
     counts["publish"] = send_due_publications(now, limit=room)
@@ -81,14 +87,6 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
     if any(counts.values()):
         log.info("reconcile: %s", {job: n for job, n in counts.items() if n})
     return counts
-
-
-def _batch_size(job: str, *, on_trial: bool) -> int:
-    if job != "submit_generation":
-        return BATCH
-    # After a halt, one create proves the account works before the rest follow; beyond
-    # that, more than the limit lets through in a tick would only wait.
-    return 1 if on_trial else settings.KIE_SUBMIT_LIMIT
 
 
 def _wake_unclaimed_callbacks(now: datetime) -> int:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from imagereview import media
 from imagereview.actions import webhooks
 from imagereview.actions.review import apply_acceptance_rules
-from imagereview.jobs import dispatch_lease, enqueue_after_commit
+from imagereview.jobs import enqueue_after_commit
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.transitions import lock, move, record_creation
 
@@ -81,11 +81,11 @@ def create_request(
                 if isinstance(reference, ReferenceUpload):
                     stored_files += [asset.file.name, asset.thumbnail.name]
             for variant in range(1, variants + 1):
+                # Due at once: the dispatcher hands it a create slot and sends its job.
                 generation = Generation.objects.create(
-                    request=image_request, variant=variant, next_attempt_at=now + dispatch_lease()
+                    request=image_request, variant=variant, next_attempt_at=now
                 )
                 record_creation(generation, source="intake", actor=requester)
-                enqueue_after_commit("submit_generation", generation.pk)
     except BaseException:
         for name in stored_files:
             Asset.file.field.storage.delete(name)

@@ -20,7 +20,7 @@ from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.providers import downloads
 from imagereview.providers.errors import Action, ProviderError
 from imagereview.providers.kie import KieClient
-from imagereview.transitions import lock, move
+from imagereview.transitions import by_pk, lock, move
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DownloadPolicy:
 
 def store_outputs(*, generation_id: int, client: KieClient) -> None:
     """Copy every result of a succeeded generation into our storage, then mark it stored."""
-    generation = Generation.objects.select_related("request").filter(pk=generation_id).first()
+    generation = by_pk(Generation.objects.select_related("request"), generation_id)
     if generation is None or generation.state != G.SUCCEEDED:
         return
     stored = set(generation.outputs.values_list("index", flat=True))
@@ -156,6 +156,8 @@ def _store_output(
     try:
         with transaction.atomic():
             asset.save()
+            if asset.flagged:
+                ImageRequest.objects.filter(pk=asset.request_id, flagged=False).update(flagged=True)
     except IntegrityError:
         # Another run stored this output first; drop our copy unless it is the same file.
         existing = Asset.objects.filter(generation=generation, index=index).first()

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -12,11 +12,12 @@ from imagereview import limits
 from imagereview.actions.account import end_trial, ensure_credits, halt_on
 from imagereview.actions.completion import claim_task
 from imagereview.actions.requests import settle_request
+from imagereview.jobs import dispatch_lease, enqueue
 from imagereview.limits import backoff
 from imagereview.models import Asset, Generation, ImageRequest
 from imagereview.providers.errors import Action, ProviderError
 from imagereview.providers.kie import KieClient
-from imagereview.transitions import lock, move
+from imagereview.transitions import by_pk, lock, move
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +27,42 @@ MAX_SUBMIT_ATTEMPTS = 8
 # Uploaded references are deleted by the provider after 3 days; stop using a link early.
 REFERENCE_TTL = timedelta(days=3)
 REFERENCE_MARGIN = timedelta(hours=2)
-# How late after its slot's moment a create may still be sent (a third of the 3% margin).
-SLOT_TOLERANCE = 0.1
 
 
-def submit_generation(*, generation_id: int, client: KieClient) -> None:
-    """Create the provider task for a queued generation and store its taskId at once."""
-    generation = Generation.objects.select_related("request").filter(pk=generation_id).first()
+def send_due_submissions(*, now: datetime, limit: int) -> int:
+    """Hand each due queued generation, oldest first, its create slot, and send its job.
+
+    Slots are reserved here, in the shared limiter, up to a little more than a dispatcher's
+    period ahead: each job then waits for its own moment instead of waking to find the
+    window full, and one job makes one create. Return how many were sent.
+    """
+    horizon = settings.DISPATCH_INTERVAL * 1.5
+    with transaction.atomic():
+        # Several dispatchers may run: each takes rows the others have not locked.
+        ids = list(
+            Generation.objects.filter(state=G.QUEUED, next_attempt_at__lte=now)
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[: max(0, limit)]
+        )
+        moments, _ = limits.reserve_many(limits.submit_limit(), count=len(ids), max_wait=horizon)
+        ids = ids[: len(moments)]
+        # Leased: should the job be lost with its worker, it is due again after the lease.
+        Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + dispatch_lease())
+    for generation_id, moment in zip(ids, moments, strict=True):
+        enqueue("submit_generation", generation_id, moment)
+    return len(ids)
+
+
+def submit_generation(
+    *, generation_id: int, client: KieClient, slot_at: float | None = None
+) -> None:
+    """Create the provider task for a queued generation and store its taskId at once.
+
+    `slot_at` is the create slot the dispatcher reserved for it; without one (a job sent
+    by hand or by an older dispatcher) the job takes the first free slot itself.
+    """
+    generation = by_pk(Generation.objects.select_related("request"), generation_id)
     if generation is None or generation.state != G.QUEUED:
         return
     image_request = generation.request
@@ -46,7 +76,7 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
     except ProviderError as error:
         _record_upload_failure(generation_id, error)
         return
-    slot = limits.acquire(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+    slot = _take_slot(slot_at)
     if not slot.granted:
         _defer(generation_id, reason="", delay=timedelta(seconds=slot.wait))
         return
@@ -55,7 +85,7 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
         if generation is None or generation.state != G.QUEUED:
             return
         move(generation, G.SUBMITTING, source="cluster", attempts=generation.attempts + 1)
-    if time.time() - slot.at > SLOT_TOLERANCE:
+    if time.time() - slot.at > limits.submit_limit().late_by:
         # The write took so long that the create would reach the provider well after its
         # slot, close to a later slot's call: the provider counts arrivals, so take another.
         slot = limits.acquire(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
@@ -78,6 +108,15 @@ def submit_generation(*, generation_id: int, client: KieClient) -> None:
         # The generation moved on (a resubmission after an ambiguous create won): this task
         # is billed all the same, so it is kept as a duplicate.
         claim_task(generation_id, task_id, client=client, ours=True)
+
+
+def _take_slot(slot_at: float | None) -> limits.Slot:
+    """Wait for the reserved moment, or take a slot now if there is none or it has passed."""
+    limit = limits.submit_limit()
+    if slot_at is not None and time.time() - slot_at <= limit.late_by:
+        time.sleep(max(0.0, slot_at - time.time()))
+        return limits.Slot(granted=True, at=slot_at)
+    return limits.acquire(limit, max_wait=settings.KIE_SLOT_MAX_WAIT)
 
 
 def host_references(image_request: ImageRequest, *, client: KieClient) -> list[str]:

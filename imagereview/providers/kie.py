@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from imagereview.providers.downloads import tls_context
 from imagereview.providers.errors import BAD_ENVELOPE, TRANSPORT_ERROR, ProviderError
 
 PENDING_STATES = frozenset({"waiting", "queuing", "generating"})
@@ -226,9 +228,14 @@ class KieClient:
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeout,
             transport=transport,
+            verify=tls_context(),
         )
         self._upload = httpx.Client(
-            base_url=upload_base, headers=headers, timeout=timeout, transport=transport
+            base_url=upload_base,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=tls_context(),
         )
 
     def close(self) -> None:
@@ -379,14 +386,40 @@ def _unwrap(response: httpx.Response, *, creates: bool = False) -> Any:
 
 
 def client_from_settings() -> KieClient:
-    """The client for the configured provider (the sandbox when no key is set)."""
+    """A new client for the configured provider (the sandbox when no key is set)."""
+    return KieClient(**_client_options())
+
+
+def _client_options() -> dict[str, Any]:
     from django.conf import settings
 
-    return KieClient(
-        api_base=settings.KIE_API_BASE,
-        upload_base=settings.KIE_UPLOAD_BASE,
-        api_key=settings.KIE_API_KEY,
-        model=settings.KIE_MODEL,
-        connect_timeout=settings.KIE_CONNECT_TIMEOUT,
-        read_timeout=settings.KIE_READ_TIMEOUT,
-    )
+    return {
+        "api_base": settings.KIE_API_BASE,
+        "upload_base": settings.KIE_UPLOAD_BASE,
+        "api_key": settings.KIE_API_KEY,
+        "model": settings.KIE_MODEL,
+        "connect_timeout": settings.KIE_CONNECT_TIMEOUT,
+        "read_timeout": settings.KIE_READ_TIMEOUT,
+    }
+
+
+_shared: dict[tuple, KieClient] = {}
+
+
+def shared_client() -> KieClient:
+    """This process's client for the configured provider, kept for every job it runs.
+
+    Making a client costs more than most calls it makes (the TLS context, the connection);
+    keeping one also keeps its connections alive between jobs. A forked worker makes its own,
+    as sockets must not be shared across processes; a change of settings makes a new one.
+    """
+    options = _client_options()
+    key = (os.getpid(), *options.values())
+    client = _shared.get(key)
+    if client is None:
+        for (pid, *_), stale in _shared.items():
+            if pid == os.getpid():
+                stale.close()  # another process's client is only forgotten
+        _shared.clear()
+        client = _shared[key] = KieClient(**options)
+    return client

@@ -4,11 +4,12 @@ import logging
 import signal
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from imagereview import actions
-from imagereview.providers.kie import client_from_settings
+from imagereview.providers.kie import shared_client
 
 log = logging.getLogger("imagereview.dispatch")
 
@@ -17,7 +18,12 @@ class Command(BaseCommand):
     help = "Send due work to the cluster (submissions within the rate limit, polls, stores)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=settings.DISPATCH_INTERVAL,
+            help="seconds between passes",
+        )
 
     def handle(self, *args: object, interval: float, **options: object) -> None:
         stopping = False
@@ -29,14 +35,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         self.stdout.write(f"Dispatcher running every {interval:g} s")
-        with client_from_settings() as client:
-            while not stopping:
-                started = time.monotonic()
-                close_old_connections()
-                try:
-                    actions.reconcile(client=client)
-                except Exception:
-                    # One bad pass must not stop the dispatcher; the next one tries again.
-                    log.exception("reconcile pass failed")
-                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        while not stopping:
+            started = time.monotonic()
+            close_old_connections()
+            try:
+                actions.reconcile(client=shared_client())
+            except Exception:
+                # One bad pass must not stop the dispatcher; the next one tries again.
+                log.exception("reconcile pass failed")
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
         self.stdout.write("Dispatcher stopped")
