@@ -34,26 +34,42 @@ class Limit:
     # after k's moment) while d is within the margin; a third of it is kept for the
     # network's jitter.
     late_by: float = 0.0
+    # The least time between two reserved moments. Zero lets a window's calls go together;
+    # spread evenly, a burst of reserved creates cannot pile up behind the workers and
+    # reach its moments late, and the sustained rate is the same.
+    spacing: float = 0.0
 
 
-def _limit(kind: str, calls: int, window: float, margin: float) -> Limit:
+def _limit(kind: str, calls: int, window: float, margin: float, *, spread: bool) -> Limit:
     return Limit(
         key=f"{kind}:{settings.KIE_API_BASE}",
         calls=calls,
         window=window * (1 + margin),
         late_by=window * margin * 2 / 3,
+        spacing=window * (1 + margin) / calls if spread else 0.0,
     )
 
 
 def submit_limit() -> Limit:
+    """Creates, reserved ahead by the dispatcher: spread evenly over the window."""
     return _limit(
-        "submit", settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW, settings.KIE_RATE_MARGIN
+        "submit",
+        settings.KIE_SUBMIT_LIMIT,
+        settings.KIE_SUBMIT_WINDOW,
+        settings.KIE_RATE_MARGIN,
+        spread=True,
     )
 
 
 def query_limit() -> Limit:
+    """Queries, taken by each refresh as it runs: a burst of completions is asked about at
+    once."""
     return _limit(
-        "query", settings.KIE_QUERY_LIMIT, settings.KIE_QUERY_WINDOW, settings.KIE_QUERY_MARGIN
+        "query",
+        settings.KIE_QUERY_LIMIT,
+        settings.KIE_QUERY_WINDOW,
+        settings.KIE_QUERY_MARGIN,
+        spread=False,
     )
 
 
@@ -111,11 +127,13 @@ def _slot_after(recent: list[float], limit: Limit, now: float) -> float:
     """The earliest moment >= now that keeps every window within the limit.
 
     `recent` holds the reserved moments, newest first. Slots are handed out in order, so the
-    new one only has to be a full window after the `calls`-th newest.
+    new one only has to be a full window after the `calls`-th newest, and `spacing` after
+    the newest.
     """
+    at = max(now, recent[0] + limit.spacing) if recent else now
     if len(recent) < limit.calls:
-        return now
-    return max(now, recent[limit.calls - 1] + limit.window)
+        return at
+    return max(at, recent[limit.calls - 1] + limit.window)
 
 
 def _reserve_in_database(limit: Limit, *, count: int, max_wait: float) -> tuple[list[float], float]:
@@ -146,17 +164,21 @@ def _reserve_in_database(limit: Limit, *, count: int, max_wait: float) -> tuple[
 
 
 RESERVE_SCRIPT = """
-local key, now, calls, window, max_wait, count, member =
+local key, now, calls, window, max_wait, count, member, spacing =
     KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-    tonumber(ARGV[5]), ARGV[6]
+    tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 2 * window)
 local granted = {}
 local at = now
 for i = 1, count do
     at = now
+    local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+    if #newest > 0 then
+        at = math.max(at, tonumber(newest[2]) + spacing)
+    end
     local recent = redis.call('ZREVRANGE', key, calls - 1, calls - 1, 'WITHSCORES')
     if #recent > 0 then
-        at = math.max(now, tonumber(recent[2]) + window)
+        at = math.max(at, tonumber(recent[2]) + window)
     end
     if at - now > max_wait then
         break
@@ -184,6 +206,14 @@ def _reserve_in_redis(limit: Limit, *, count: int, max_wait: float) -> tuple[lis
     # Redis's own clock is not used: all hosts are assumed NTP-synchronised, like the provider.
     granted, at = script(
         keys=[key],
-        args=[repr(time.time()), limit.calls, limit.window, max_wait, count, uuid.uuid4().hex],
+        args=[
+            repr(time.time()),
+            limit.calls,
+            limit.window,
+            max_wait,
+            count,
+            uuid.uuid4().hex,
+            repr(limit.spacing),
+        ],
     )
     return [float(moment) for moment in granted], float(at)

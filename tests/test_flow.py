@@ -179,3 +179,19 @@ def test_reconcile_enqueues_quiet_generations_and_resubmits_stuck_ones(
     stuck.refresh_from_db()
     assert stuck.state == G.QUEUED
     assert "unanswered" in stuck.events.get(from_state=G.SUBMITTING, to_state=G.QUEUED).note
+
+
+def test_the_dispatcher_sends_each_submit_just_before_its_slot(requester, enqueued, settings):
+    from imagereview.actions.submission import SUBMIT_LEAD, send_due_submissions
+
+    settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW = 4, 2.0  # a slot every 0.515 s
+    settings.DISPATCH_INTERVAL = 1.2
+    new_request(requester, variants=4)
+    waits = []
+    sent = send_due_submissions(now=timezone.now(), limit=10, pace=waits.append)
+    # Three slots fall within one dispatcher period; the fourth waits for the next pass.
+    assert sent == 3 == len(enqueued)
+    moments = [job[2] for job in enqueued]
+    assert waits == [moment - SUBMIT_LEAD for moment in moments]
+    assert all(b - a == pytest.approx(2.06 / 4) for a, b in zip(moments, moments[1:], strict=False))
+    assert Generation.objects.filter(next_attempt_at__lte=timezone.now()).count() == 1

@@ -137,8 +137,9 @@ def test_no_credits_open_the_circuit_before_any_create(requester, sandbox, kie):
 
 @pytest.mark.parametrize("code", [402, 433, 401])
 def test_after_a_halt_one_create_goes_first_and_the_rest_follow_once_it_is_accepted(
-    requester, enqueued, code
+    requester, enqueued, code, settings
 ):
+    settings.KIE_SUBMIT_LIMIT = 1000  # slots for all within one dispatcher period
     generations = list(new_request(requester, variants=4).generations.all())
     actions.open_circuit(code=code, reason="stop")
     ProviderAccount.objects.update(next_probe_at=timezone.now())
@@ -510,8 +511,12 @@ def test_the_cluster_runs_the_reconciler_every_minute_as_a_safety_net(db):
     )
 
 
-def test_a_create_whose_slot_passed_during_a_slow_write_takes_a_new_slot(requester, monkeypatch):
+def test_a_create_whose_slot_passed_during_a_slow_write_takes_a_new_slot(
+    requester, monkeypatch, settings
+):
     from imagereview import limits
+
+    settings.KIE_SUBMIT_LIMIT = 100  # the next slot within the quick wait
 
     real_acquire = limits.acquire
     slots = []
@@ -566,6 +571,7 @@ def test_the_dispatcher_sends_no_more_than_the_broker_backlog_has_room_for(
     requester, enqueued, monkeypatch, settings, waiting, sent
 ):
     settings.DISPATCH_MAX_BACKLOG = 100
+    settings.KIE_SUBMIT_LIMIT = 1000  # slots for all four within one dispatcher period
     monkeypatch.setattr("imagereview.jobs.get_broker", lambda: waiting_jobs(waiting))
     new_request(requester, variants=4)
     Generation.objects.update(next_attempt_at=timezone.now())

@@ -117,3 +117,30 @@ def test_windows_carry_a_safety_margin(settings):
     limit = limits.submit_limit()
     assert (limit.calls, limit.window) == (20, pytest.approx(10.3))
     assert limits.query_limit().calls == settings.KIE_QUERY_LIMIT
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", backends())
+def test_reserve_many_spreads_slots_evenly_within_the_wait(backend, settings):
+    settings.REDIS_URL = REDIS_URL if backend == "redis" else ""
+    limit = limits.Limit(key=f"spread:{backend}:{time.time()}", calls=4, window=2.0, spacing=0.5)
+    started = time.time()
+    moments, first_free = limits.reserve_many(limit, count=10, max_wait=1.2)
+    # Now, +0.5 and +1.0 fit within the wait; +1.5 does not and is the first left free.
+    assert len(moments) == 3
+    assert [round(b - a, 3) for a, b in zip(moments, moments[1:], strict=False)] == [0.5, 0.5]
+    assert moments[0] == pytest.approx(started, abs=0.5)
+    assert first_free == pytest.approx(moments[-1] + 0.5, abs=0.01)
+    # The window still binds: the next four start a full window after the first four.
+    later, _ = limits.reserve_many(limit, count=2, max_wait=10)
+    assert later[0] == pytest.approx(moments[-1] + 0.5, abs=0.01)
+    assert later[1] == pytest.approx(moments[0] + 2.0, abs=0.01)
+
+
+def test_creates_are_spread_and_queries_are_not(settings):
+    settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW, settings.KIE_RATE_MARGIN = 20, 10, 0.03
+    assert limits.submit_limit().spacing == pytest.approx(10.3 / 20)
+    # A call late by less than two thirds of the margin still keeps a full provider window
+    # ahead of the call `calls` later.
+    assert limits.submit_limit().late_by == pytest.approx(0.2)
+    assert limits.query_limit().spacing == 0

@@ -8,6 +8,7 @@ withdrawals whose job was lost or whose retry is due.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -40,8 +41,17 @@ NEXT_JOB = {
 }
 
 
-def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, int]:
-    """Enqueue every generation whose next step is due; return how many of each."""
+def reconcile(
+    *,
+    client: KieClient,
+    now: datetime | None = None,
+    pace: Callable[[float], None] | None = None,
+) -> dict[str, int]:
+    """Enqueue every generation whose next step is due; return how many of each.
+
+    `pace`, the dispatcher's, waits until a moment: submit jobs are then sent just before
+    their create slots (see `send_due_submissions`).
+    """
     now = now or timezone.now()
     probe_circuit(client=client)
     account = get_account()
@@ -72,7 +82,7 @@ def reconcile(*, client: KieClient, now: datetime | None = None) -> dict[str, in
         room -= len(ids)
     # After a halt, one create proves the account works before the rest follow.
     counts["submit_generation"] = (
-        send_due_submissions(now=now, limit=min(1 if account.on_trial else BATCH, room))
+        send_due_submissions(now=now, limit=min(1 if account.on_trial else BATCH, room), pace=pace)
         if submitting_open
         else 0
     )

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -28,15 +29,22 @@ MAX_SUBMIT_ATTEMPTS = 8
 REFERENCE_TTL = timedelta(days=3)
 REFERENCE_MARGIN = timedelta(hours=2)
 
+# How long before its slot's moment the dispatcher sends a submit job: time for the broker's
+# hop (the ORM broker polls every 0.2 s), so the job starts before its moment, not after.
+SUBMIT_LEAD = 0.25
 
-def send_due_submissions(*, now: datetime, limit: int) -> int:
+
+def send_due_submissions(
+    *, now: datetime, limit: int, pace: Callable[[float], None] | None = None
+) -> int:
     """Hand each due queued generation, oldest first, its create slot, and send its job.
 
-    Slots are reserved here, in the shared limiter, up to a little more than a dispatcher's
-    period ahead: each job then waits for its own moment instead of waking to find the
-    window full, and one job makes one create. Return how many were sent.
+    Slots are reserved here, in the shared limiter, up to one dispatcher period ahead: each
+    job sends its create at its own moment instead of waking to find the window full, so
+    one job makes one create. With `pace` (the dispatcher's clock), each job is sent just
+    before its moment; without it, at once, and it waits for its moment itself.
+    Return how many were sent.
     """
-    horizon = settings.DISPATCH_INTERVAL * 1.5
     with transaction.atomic():
         # Several dispatchers may run: each takes rows the others have not locked.
         ids = list(
@@ -45,11 +53,15 @@ def send_due_submissions(*, now: datetime, limit: int) -> int:
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[: max(0, limit)]
         )
-        moments, _ = limits.reserve_many(limits.submit_limit(), count=len(ids), max_wait=horizon)
+        moments, _ = limits.reserve_many(
+            limits.submit_limit(), count=len(ids), max_wait=settings.DISPATCH_INTERVAL
+        )
         ids = ids[: len(moments)]
         # Leased: should the job be lost with its worker, it is due again after the lease.
         Generation.objects.filter(pk__in=ids).update(next_attempt_at=now + dispatch_lease())
     for generation_id, moment in zip(ids, moments, strict=True):
+        if pace:
+            pace(moment - SUBMIT_LEAD)
         enqueue("submit_generation", generation_id, moment)
     return len(ids)
 
@@ -72,7 +84,11 @@ def submit_generation(
         return
     try:
         # Before the slot is taken: the create must follow its slot at once.
-        image_urls = host_references(image_request, client=client)
+        image_urls = (
+            host_references(image_request, client=client)
+            if image_request.mode == ImageRequest.Mode.EDIT
+            else []
+        )
     except ProviderError as error:
         _record_upload_failure(generation_id, error)
         return

@@ -14,6 +14,10 @@ from imagereview.providers.kie import shared_client
 log = logging.getLogger("imagereview.dispatch")
 
 
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
 class Command(BaseCommand):
     help = "Send due work to the cluster (submissions within the rate limit, polls, stores)."
 
@@ -39,7 +43,7 @@ class Command(BaseCommand):
             started = time.monotonic()
             close_old_connections()
             try:
-                actions.reconcile(client=shared_client())
+                actions.reconcile(client=shared_client(), pace=_sleep_until)
             except Exception:
                 # One bad pass must not stop the dispatcher; the next one tries again.
                 log.exception("reconcile pass failed")
