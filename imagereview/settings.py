@@ -33,6 +33,14 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def _s3_origin(endpoint_url: str, bucket: str, addressing_style: str) -> str:
+    """Where a bucket's signed links point, as a CSP source: the endpoint's scheme and host,
+    under the bucket's name with virtual-host addressing."""
+    scheme, _, rest = endpoint_url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{bucket}.{host}" if addressing_style == "virtual" else f"{scheme}://{host}"
+
+
 INSECURE_SECRET_KEY = "insecure-development-key-change-me"
 
 DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
@@ -256,6 +264,60 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+
+# ---------------------------------------------------------------------------------------
+# Stored media: references, outputs and their thumbnails (the default storage).
+# Local files under MEDIA_ROOT unless STORAGE_BACKEND=s3 or AWS_STORAGE_BUCKET_NAME is set:
+# then an S3-compatible bucket through django-storages. The bucket stays private; a page asks
+# the app for a file, the app checks who is asking, then redirects to a signed link that
+# expires after AWS_QUERYSTRING_EXPIRE seconds. Keys are the access key pair, or boto3's own
+# chain (AWS_ACCESS_KEY_ID in the environment, an instance role) when they are not set.
+MEDIA_S3_BUCKET = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+STORAGE_BACKEND = os.environ.get("STORAGE_BACKEND", "s3" if MEDIA_S3_BUCKET else "local")
+if STORAGE_BACKEND not in ("local", "s3"):
+    raise ImproperlyConfigured(f"STORAGE_BACKEND is 'local' or 's3', not {STORAGE_BACKEND!r}.")
+if STORAGE_BACKEND == "s3" and not MEDIA_S3_BUCKET:
+    raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME.")
+# How long a signed link to a stored file stays valid (seconds).
+MEDIA_URL_EXPIRE = envint("AWS_QUERYSTRING_EXPIRE", "300")
+if STORAGE_BACKEND == "s3":
+    MEDIA_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL", "")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "endpoint_url": MEDIA_S3_ENDPOINT_URL or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "access_key": os.environ.get("AWS_S3_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("AWS_S3_SECRET_ACCESS_KEY") or None,
+            "location": os.environ.get("AWS_LOCATION", ""),
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+            "signature_version": os.environ.get("AWS_S3_SIGNATURE_VERSION", "s3v4"),
+            # Two requests may store the same image (the path holds its sha256): each keeps
+            # its own object, as on local disk, so deleting one never takes the other's.
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": MEDIA_URL_EXPIRE,
+        },
+    }
+    # Pages show images from the bucket: the browser follows the redirect to its origin.
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] += envlist(
+        "MEDIA_IMG_ORIGINS",
+        _s3_origin(
+            MEDIA_S3_ENDPOINT_URL, MEDIA_S3_BUCKET, os.environ.get("AWS_S3_ADDRESSING_STYLE", "")
+        )
+        if MEDIA_S3_ENDPOINT_URL
+        else f"https://{MEDIA_S3_BUCKET}.s3.amazonaws.com,"
+        f"https://{MEDIA_S3_BUCKET}.s3.{os.environ.get('AWS_S3_REGION_NAME', 'us-east-1')}"
+        ".amazonaws.com",
+    )
+# Local files in production: the app answers with X-Accel-Redirect to these internal nginx
+# locations (which alias MEDIA_ROOT and PUBLISH_ROOT) and nginx sends the file. Empty: the
+# app streams the file itself, as in development.
+MEDIA_ACCEL_REDIRECT = os.environ.get("MEDIA_ACCEL_REDIRECT", "")
+PUBLISH_ACCEL_REDIRECT = os.environ.get("PUBLISH_ACCEL_REDIRECT", "")
+# ---------------------------------------------------------------------------------------
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

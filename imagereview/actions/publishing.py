@@ -385,8 +385,3 @@ def publication_data(publication: Publication) -> dict:
         "published_at": publication.published_at.isoformat() if publication.published_at else None,
         "download_url": settings.PUBLIC_BASE_URL + reverse("published_file", args=[publication.pk]),
     }
-
-
-def open_published(publication: Publication) -> IO[bytes]:
-    """The published file as it is at the target."""
-    return targets.storage_for(publication.target).open(publication.key, "rb")

@@ -1,8 +1,9 @@
 """Outputs: their files, the reviewers' decisions on them, publishing, and the library's
 approved or published outputs for bulk downloads."""
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
@@ -12,6 +13,7 @@ from imagereview.api import bodies, idempotency, schemas
 from imagereview.api.auth import SCOPES, scoped
 from imagereview.api.problems import Problem, from_form_errors, invalid
 from imagereview.api.representations import absolute, json_response, publication, request_detail
+from imagereview.fileserving import file_response
 from imagereview.forms import ChangesForm, DecisionForm, PublishForm
 from imagereview.models import Asset, ImageRequest, Publication
 from imagereview.queries.library import APPROVED, PUBLISHED, export_outputs
@@ -58,15 +60,16 @@ def _asset_for_user(request: HttpRequest, asset_id: int, kind: str) -> Asset:
     return asset
 
 
-def _serve(asset: Asset, *, thumbnail: bool) -> FileResponse:
+def _serve(asset: Asset, *, thumbnail: bool) -> HttpResponse:
     stored = asset.thumbnail if thumbnail else asset.file
     if not stored:
         raise Problem(404, "not-found", f"Asset {asset.pk} has no such file.")
-    response = FileResponse(
-        stored.open("rb"), content_type="image/jpeg" if thumbnail else asset.content_type
+    return file_response(
+        stored.storage,
+        stored.name,
+        content_type="image/jpeg" if thumbnail else asset.content_type,
+        accel_location=settings.MEDIA_ACCEL_REDIRECT,
     )
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
-    return response
 
 
 def _file_route(kind: str, *, thumbnail: bool):

@@ -110,7 +110,8 @@ class ApiClient:
         SHA-256 of what was written and its content type."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self._http.stream("GET", url) as response:
+                # A stored file may be answered with a redirect to a signed link in a bucket.
+                with self._http.stream("GET", url, follow_redirects=True) as response:
                     if response.status_code >= 400 or _is_json(response):
                         response.read()
                         if response.status_code in RETRIED_STATUSES and attempt < ATTEMPTS:

@@ -1,24 +1,28 @@
 """Stored image files, served only to signed-in users who may see their request."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from imagereview.fileserving import file_response
 from imagereview.models import Asset
 from imagereview.roles import is_reviewer
 
 
 @login_required
 @require_GET
-def asset_file(request: HttpRequest, asset_id: int, variant: str) -> FileResponse:
+def asset_file(request: HttpRequest, asset_id: int, variant: str) -> HttpResponse:
     asset = get_object_or_404(Asset.objects.select_related("request"), pk=asset_id)
     if asset.request.requester_id != request.user.pk and not is_reviewer(request.user):
         raise Http404("No such image.")
     stored = asset.thumbnail if variant == "thumb" else asset.file
     if not stored:
         raise Http404("No such image.")
-    response = FileResponse(stored.open("rb"))
-    # Stored files never change: their path holds their sha256.
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
-    return response
+    return file_response(
+        stored.storage,
+        stored.name,
+        content_type="image/jpeg" if variant == "thumb" else asset.content_type,
+        accel_location=settings.MEDIA_ACCEL_REDIRECT,
+    )

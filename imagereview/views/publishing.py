@@ -1,15 +1,18 @@
 """Publishing: publish an approved output, retract a publication, fetch a published file."""
 
+import mimetypes
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import FileSystemStorage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from imagereview.actions import publishing
+from imagereview.fileserving import file_response
 from imagereview.forms import PublishForm, RetractForm
 from imagereview.models import Asset, Publication
 from imagereview.publishing import targets
@@ -115,12 +118,10 @@ def published_file(request: HttpRequest, publication_id: int) -> HttpResponse:
         raise Http404("No such publication.")
     if publication.state != Publication.State.PUBLISHED:
         raise Http404("This output is not published.")
-    storage = targets.storage_for(publication.target)
-    if not isinstance(storage, FileSystemStorage):
-        # A bucket hands out a short-lived signed link: the web process does not stream it.
-        return redirect(storage.url(publication.key))
-    return FileResponse(
-        publishing.open_published(publication),
+    return file_response(
+        targets.storage_for(publication.target),
+        publication.key,
+        content_type=mimetypes.guess_type(publication.key)[0] or "application/octet-stream",
         as_attachment=True,
-        filename=publication.key.rsplit("/", 1)[-1],
+        accel_location=settings.PUBLISH_ACCEL_REDIRECT,
     )
