@@ -23,6 +23,9 @@ MAX_REFERENCE_BYTES = 30 * 1024 * 1024
 # Over twice the pixels of a 4K output, while one decoded as RGBA takes at most 160 MB.
 MAX_REFERENCE_PIXELS = 40_000_000
 
+# Modes that shrink well as they are; others are converted to RGB before shrinking.
+_SHRINKABLE_MODES = ("RGB", "RGBA", "L", "LA")
+
 # What Pillow raises for a file it cannot identify or decode, truncated or corrupt.
 _DECODING_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
@@ -103,12 +106,18 @@ def inspect_image(
     allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP"),
     max_pixels: int = MAX_PIXELS,
 ) -> ImageFacts:
-    """Identify an image by its content, decode it fully, and hash it."""
+    """Identify an image by its content, decode all of it, and hash it.
+
+    Decoding proves the file whole (a truncated or corrupt one is refused). A JPEG is
+    decoded at an eighth of its size, which still reads every byte of it: a 4K one then
+    takes a megabyte of memory instead of 64.
+    """
     with _open_image(stream, formats=allowed_formats, max_pixels=max_pixels) as image:
-        image.load()
         # A multi-picture JPEG (as many phones write) is a JPEG to everyone but Pillow.
         kind = "JPEG" if image.format == "MPO" else image.format or ""
         width, height = image.size
+        image.draft(None, (1, 1))
+        image.load()
     sha256, size = digest(stream)
     stream.seek(0)
     return ImageFacts(sha256=sha256, bytes=size, width=width, height=height, format=kind)
@@ -146,10 +155,22 @@ def validate_reference(upload: IO[bytes], *, name: str) -> ImageFacts:
 
 def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
     """A JPEG thumbnail that fits in a `size` square."""
-    with _open_image(stream, formats=tuple(FORMAT_NAMES), max_pixels=MAX_PIXELS) as image:
-        image.draft("RGB", (size, size))
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=82, optimize=True)
+    out = io.BytesIO()
+    reduced_image(stream, size=size).save(out, "JPEG", quality=82, optimize=True)
     return out.getvalue()
+
+
+def reduced_image(stream: IO[bytes], *, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The image shrunk to fit in a `size` square, in RGB, decoded and apart from the file.
+
+    Memory holds one full decoded copy at most, for as long as shrinking takes: shrinking
+    comes before converting (a 4K RGB image takes 64 MB; a second copy would double it),
+    and a JPEG is decoded straight at the smallest scale that still covers `size`.
+    """
+    with _open_image(stream, formats=tuple(FORMAT_NAMES), max_pixels=max_pixels) as image:
+        image.draft("RGB", (size, size))
+        if image.mode not in _SHRINKABLE_MODES:
+            # Palette and bit-depth modes resample badly or not at all: convert them first.
+            image = image.convert("RGB")
+        image.thumbnail((size, size))
+        return image.convert("RGB")

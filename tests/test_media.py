@@ -211,3 +211,48 @@ def test_reference_limits_match_the_provider() -> None:
     assert media.REFERENCE_FORMATS == ("JPEG", "PNG", "WEBP")
     assert media.MAX_REFERENCE_BYTES == 30 * 1024 * 1024
     assert media.MAX_REFERENCES == 8
+
+
+def noisy_jpeg(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise(size, 40).convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_inspect_image_gives_a_jpegs_full_size() -> None:
+    facts = inspect_image(io.BytesIO(noisy_jpeg((1600, 1200))))
+
+    assert (facts.width, facts.height, facts.format) == (1600, 1200, "JPEG")
+
+
+def test_inspect_image_refuses_a_jpeg_that_ends_early() -> None:
+    data = noisy_jpeg((1600, 1200))
+
+    with pytest.raises(BadImage, match="damaged or incomplete"):
+        inspect_image(io.BytesIO(data[:-2000]))
+
+
+def test_make_thumbnail_shrinks_before_it_converts(monkeypatch: pytest.MonkeyPatch) -> None:
+    converted = []
+    convert = Image.Image.convert
+
+    def recording_convert(self: Image.Image, *args: object, **kwargs: object) -> Image.Image:
+        converted.append(self.size)
+        return convert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", recording_convert)
+
+    make_thumbnail(io.BytesIO(image_bytes("PNG", (1200, 900))), size=100)
+
+    assert converted and all(max(size) <= 100 for size in converted)
+
+
+def test_make_thumbnail_of_a_palette_png_keeps_its_colours() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (400, 200), (200, 80, 40)).convert("P").save(out, "PNG")
+
+    thumbnail = Image.open(io.BytesIO(make_thumbnail(out, size=100)))
+
+    assert (thumbnail.mode, thumbnail.size) == ("RGB", (100, 50))
+    red, green, blue = thumbnail.getpixel((50, 25))
+    assert abs(red - 200) < 12 and abs(green - 80) < 12 and abs(blue - 40) < 12

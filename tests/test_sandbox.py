@@ -3,6 +3,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import queue
 import socket
 import struct
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imagereview.providers.sandbox import SandboxConfig, SandboxServer
+from imagereview.providers.sandbox import SandboxConfig, SandboxServer, render
+from imagereview.providers.sandbox.callbacks import CallbackPoster
 
 KEY = "test-key"
 INSTANT = {"waiting": 0.0, "queuing": 0.0, "generating": 0.0}
@@ -715,3 +717,140 @@ def test_a_client_that_dies_mid_request_leaves_no_traceback(
     time.sleep(0.3)
     assert "Traceback" not in capfd.readouterr().err
     assert httpx.get(f"{sandbox.url}/sandbox/config", timeout=5).status_code == 200
+
+
+def test_unthrottled_preset_takes_latency_limits_and_faults_away() -> None:
+    config = SandboxConfig(rate_429=0.3, rate_drop_callback=0.5).with_knobs(mode="unthrottled")
+
+    assert config == SandboxConfig.unthrottled()
+    assert config.latency == INSTANT
+    assert (config.submit_limit, config.query_limit) == (100_000, 100_000)
+    assert config.callback_delay == 0.0
+    assert not [name for name, value in vars(config).items() if name.startswith("rate_") and value]
+    assert config.log_requests is False
+
+
+def test_knobs_given_with_a_mode_win_over_its_preset() -> None:
+    config = SandboxConfig.unthrottled(latency={"generating": 2}, submit_limit=5)
+
+    assert config.latency == {**INSTANT, "generating": 2.0}
+    assert config.submit_limit == 5
+
+
+def test_unknown_mode_and_bad_knob_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="mode must be one of unthrottled"):
+        SandboxConfig().with_knobs(mode="turbo")
+    with pytest.raises(ValueError, match="texture must be one of"):
+        SandboxConfig().with_knobs(texture="oil")
+    with pytest.raises(ValueError, match="log_requests must be true or false"):
+        SandboxConfig().with_knobs(log_requests="no")
+
+
+def test_admin_config_switches_to_unthrottled_mode(sandbox: SandboxServer) -> None:
+    with _http(sandbox) as admin:
+        reply = admin.post("/sandbox/config", json={"mode": "unthrottled"}).json()
+        refused = admin.post("/sandbox/config", json={"mode": "turbo"}).json()
+
+    assert reply["data"]["submit_limit"] == 100_000
+    assert refused["code"] == 422
+    assert sandbox.config.api_key == KEY
+
+
+def test_unthrottled_mode_takes_far_more_than_the_limit_and_finishes_at_once(
+    client: httpx.Client, sandbox: SandboxServer
+) -> None:
+    sandbox.configure(mode="unthrottled")
+    task_ids = [_task_id(_create(client, f"a kite, take {n}")) for n in range(45)]
+
+    records = [_wait_final(client, task_id, timeout=10) for task_id in task_ids]
+
+    assert {record["state"] for record in records} == {"success"}
+    assert sandbox.stats["answered_429"] == {}
+
+
+def test_unthrottled_mode_logs_no_line_per_request(
+    client: httpx.Client, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def request_lines() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="imagereview.sandbox"):
+            client.get("/api/v1/chat/credit")
+        return [r.getMessage() for r in caplog.records if "/api/v1/chat/credit" in r.getMessage()]
+
+    assert len(request_lines()) == 1
+    sandbox.configure(mode="unthrottled")
+    assert request_lines() == []
+
+
+def test_distinct_pictures_are_rendered_once_and_shared(
+    client: httpx.Client, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = []
+
+    def counting_render(prompt: str, **options: Any) -> bytes:
+        rendered.append(prompt)
+        return original(prompt, **options)
+
+    original = render.render
+    monkeypatch.setattr(render, "render", counting_render)
+    sandbox.configure(distinct_pictures=2)
+
+    pictures = {_generate(client, f"a kite, take {n}") for n in range(8)}
+
+    assert len(pictures) <= 2
+    assert len(rendered) == len(set(rendered)) <= 2
+
+
+def test_each_task_has_its_own_picture_by_default(client: httpx.Client) -> None:
+    pictures = {_generate(client, f"a kite, take {n}") for n in range(3)}
+
+    assert len(pictures) == 3
+
+
+def test_photo_texture_weighs_far_more_than_a_flat_picture(
+    client: httpx.Client, sandbox: SandboxServer
+) -> None:
+    flat = _generate(client, "a harbour at noon")
+    sandbox.configure(texture="photo")
+    photo = _generate(client, "a harbour at noon", output_format="png")
+    photo_jpeg = _generate(client, "a harbour at noon", output_format="jpg")
+
+    assert len(photo) > 10 * len(flat)
+    with Image.open(io.BytesIO(photo)) as image:
+        assert (image.format, image.size) == ("PNG", (1024, 1024))
+    with Image.open(io.BytesIO(photo_jpeg)) as image:
+        assert (image.format, image.size) == ("JPEG", (1024, 1024))
+
+
+def test_callbacks_reconnect_when_the_receiver_closed_a_kept_alive_connection() -> None:
+    arrived: list[bytes] = []
+
+    class ClosingHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            arrived.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            # Close without saying so, as a server does when an idle connection times out.
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ClosingHandler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}).start()
+    poster = CallbackPoster()
+    url = f"http://127.0.0.1:{server.server_address[1]}/callbacks/1"
+    try:
+        first = poster.post(url, {"n": 1}, {})
+        time.sleep(0.1)
+        second = poster.post(url, {"n": 2}, {})
+    finally:
+        poster.close()
+        server.shutdown()
+        server.server_close()
+
+    assert (first, second) == (200, 200)
+    assert [json.loads(body) for body in arrived] == [{"n": 1}, {"n": 2}]
