@@ -18,6 +18,7 @@ MAX_PIXELS = 80_000_000
 
 # What the provider accepts as image_input.
 REFERENCE_FORMATS = ("JPEG", "PNG", "WEBP")
+OUTPUT_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_REFERENCES = 8
 MAX_REFERENCE_BYTES = 30 * 1024 * 1024
 # Over twice the pixels of a 4K output, while one decoded as RGBA takes at most 160 MB.
@@ -103,7 +104,7 @@ def _format_list(formats: tuple[str, ...]) -> str:
 def inspect_image(
     stream: IO[bytes],
     *,
-    allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP"),
+    allowed_formats: tuple[str, ...] = OUTPUT_FORMATS,
     max_pixels: int = MAX_PIXELS,
 ) -> ImageFacts:
     """Identify an image by its content, decode all of it, and hash it.
@@ -155,9 +156,28 @@ def validate_reference(upload: IO[bytes], *, name: str) -> ImageFacts:
 
 def make_thumbnail(stream: IO[bytes], *, size: int) -> bytes:
     """A JPEG thumbnail that fits in a `size` square."""
+    return jpeg_thumbnail(reduced_image(stream, size=size))
+
+
+def jpeg_thumbnail(image: Image.Image) -> bytes:
+    """An image already shrunk to thumbnail size, as the JPEG file kept beside its original."""
     out = io.BytesIO()
-    reduced_image(stream, size=size).save(out, "JPEG", quality=82, optimize=True)
+    image.save(out, "JPEG", quality=82, optimize=True)
     return out.getvalue()
+
+
+def inspect_output(stream: IO[bytes], *, size: int) -> tuple[ImageFacts, Image.Image]:
+    """Identify and hash a provider's output, and shrink it to fit a `size` square, from one
+    decode: the image that proves the file whole is the one the thumbnail and the checks are
+    made from (decoding a 4K PNG costs more than everything else its storing does)."""
+    with _open_image(stream, formats=OUTPUT_FORMATS, max_pixels=MAX_PIXELS) as image:
+        kind = "JPEG" if image.format == "MPO" else image.format or ""
+        width, height = image.size
+    reduced = reduced_image(stream, size=size)
+    sha256, bytes_read = digest(stream)
+    stream.seek(0)
+    facts = ImageFacts(sha256=sha256, bytes=bytes_read, width=width, height=height, format=kind)
+    return facts, reduced
 
 
 def reduced_image(stream: IO[bytes], *, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 G = Generation.State
 MAX_STORE_ATTEMPTS = 6
+# The size at which an edit's reference is compared with the output (which comes at its
+# thumbnail's size): enough for the likeness checks, whatever the files' own sizes.
+CHECK_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -100,37 +103,32 @@ def _download(url: str, sink: IO[bytes], *, client: KieClient, policy: DownloadP
 
 
 def run_checks(
-    image_request: ImageRequest, facts: media.ImageFacts, stream: IO[bytes]
+    image_request: ImageRequest, facts: media.ImageFacts, output_image: Image.Image
 ) -> list[acceptance.Check]:
-    """The acceptance checks of one output against what its request asked for."""
+    """The acceptance checks of one output against what its request asked for.
+
+    `output_image` is the output shrunk to thumbnail size; an edit's reference is shrunk
+    alike, so that no full-size decode of either is held while they are compared.
+    """
     reference = (
         image_request.assets.filter(kind=Asset.Kind.REFERENCE).order_by("index").first()
         if image_request.mode == ImageRequest.Mode.EDIT
         else None
     )
-    stream.seek(0)
-    with Image.open(stream) as output_image:
-        output_image.draft("RGB", (256, 256))
-        reference_image = None
-        if reference:
-            with reference.file.open("rb") as reference_file:
-                reference_image = Image.open(reference_file)
-                reference_image.draft("RGB", (256, 256))
-                reference_image.load()
-        checks = acceptance.check_output(
-            mode=image_request.mode,
-            aspect_ratio=image_request.aspect_ratio,
-            resolution=image_request.resolution,
-            output_format=image_request.output_format,
-            output=acceptance.OutputFacts(
-                format=facts.format, width=facts.width, height=facts.height
-            ),
-            output_image=output_image,
-            reference_image=reference_image,
-            reference_size=(reference.width, reference.height) if reference else None,
-        )
-    stream.seek(0)
-    return checks
+    reference_image = None
+    if reference:
+        with reference.file.open("rb") as reference_file:
+            reference_image = media.reduced_image(reference_file, size=CHECK_SIZE)
+    return acceptance.check_output(
+        mode=image_request.mode,
+        aspect_ratio=image_request.aspect_ratio,
+        resolution=image_request.resolution,
+        output_format=image_request.output_format,
+        output=acceptance.OutputFacts(format=facts.format, width=facts.width, height=facts.height),
+        output_image=output_image,
+        reference_image=reference_image,
+        reference_size=(reference.width, reference.height) if reference else None,
+    )
 
 
 def _store_output(
@@ -138,9 +136,9 @@ def _store_output(
 ) -> None:
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as sink:
         _download(url, sink, client=client, policy=policy)
-        facts = media.inspect_image(sink)
-        checks = run_checks(generation.request, facts, sink)
-        thumbnail = media.make_thumbnail(sink, size=settings.THUMBNAIL_SIZE)
+        facts, reduced = media.inspect_output(sink, size=settings.THUMBNAIL_SIZE)
+        checks = run_checks(generation.request, facts, reduced)
+        thumbnail = media.jpeg_thumbnail(reduced)
         asset = Asset(
             kind=Asset.Kind.OUTPUT,
             request_id=generation.request_id,
