@@ -3,7 +3,9 @@ timed on this thread's own CPU clock (the sandbox answers from its own threads, 
 
 The steps are the ones the cluster and the web process run: the create, the submit job, the
 provider's callback, and the refresh job, which stores the outputs once the task is final.
-PROFILE=1 prints the functions that cost the most, across all steps.
+Beside each step's CPU: its SQL statements and its wall time (what it waited for besides
+CPU: the database, the sandbox, the broker). PROFILE=1 prints the functions that cost the
+most, across all steps; SHOW_SQL=1 the statements of one generation.
 """
 
 import cProfile
@@ -60,16 +62,18 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
     web = Client()
     spent: dict[str, list[float]] = defaultdict(list)
     statements: dict[str, list[int]] = defaultdict(list)
+    waited: dict[str, list[float]] = defaultdict(list)
     profiler = cProfile.Profile() if os.environ.get("PROFILE") else None
 
     def step(name: str, work, number: int):
         if profiler and number >= WARM_UP:
             profiler.enable()
-        started = time.thread_time()
+        started, started_wall = time.thread_time(), time.perf_counter()
         with CaptureQueriesContext(connection) as queries:
             result = work()
         if number >= WARM_UP:
             spent[name].append(time.thread_time() - started)
+            waited[name].append(time.perf_counter() - started_wall)
             statements[name].append(len(queries))
             if os.environ.get("SHOW_SQL") and number == WARM_UP:
                 print(f"\n-- {name}")
@@ -106,6 +110,7 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
             f"{statistics.median(times) * 1000:.1f}",
             f"{statistics.mean(times) * 1000:.1f}",
             f"{statistics.mean(statements[name]):.0f}",
+            f"{statistics.median(waited[name]) * 1000:.1f}",
         )
         for name, times in spent.items()
     ]
@@ -115,12 +120,13 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
             f"{statistics.median(total) * 1000:.1f}",
             f"{statistics.mean(total) * 1000:.1f}",
             f"{sum(statistics.mean(counts) for counts in statements.values()):.0f}",
+            f"{statistics.median([sum(column) for column in zip(*waited.values(), strict=False)]) * 1000:.1f}",
         )
     )
     print_table(
         f"CPU per generation by step ({GENERATIONS} generations, 1K, {_database()})",
         rows,
-        headers=("p50 ms", "mean ms", "SQL statements"),
+        headers=("CPU p50 ms", "CPU mean ms", "SQL statements", "wall p50 ms"),
     )
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
