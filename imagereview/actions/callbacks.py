@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from imagereview.jobs import enqueue_after_commit
+from imagereview.jobs import enqueue
 from imagereview.models import CallbackReceipt, Generation, RefusedCallbackTally
 from imagereview.providers.kie import callback_task_id, loads_bounded, verify_callback_signature
 from imagereview.transitions import by_pk
@@ -78,10 +77,11 @@ def record_callback(
     if not receipt.verified and not _kept_in_full(receipt):
         _count_refused(receipt)
         return receipt
-    with transaction.atomic():
-        receipt.save()
-        if receipt.outcome == Outcome.ACCEPTED:
-            enqueue_after_commit("refresh_generation", _refreshed_by(generation, receipt.task_id))
+    # One statement, committed on its own: the evidence is kept before the refresh is woken,
+    # and a process that dies in between leaves it for the dispatcher, which polls the task.
+    receipt.save()
+    if receipt.outcome == Outcome.ACCEPTED:
+        enqueue("refresh_generation", _refreshed_by(generation, receipt.task_id))
     if receipt.outcome != Outcome.ACCEPTED:
         log.warning("callback for generation %s not followed: %s", generation_id, receipt.outcome)
     return receipt
