@@ -19,6 +19,12 @@ from imagereview.views import (
 )
 
 urlpatterns = [
+    # First: the provider calls it once per task, more often than people open any page.
+    path(
+        "callbacks/kie/<int:generation_id>/<str:token>/",
+        callbacks.provider_callback,
+        name="provider_callback",
+    ),
     path("", requests.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -54,11 +60,6 @@ urlpatterns = [
         "publications/<int:publication_id>/file/",
         publishing.published_file,
         name="published_file",
-    ),
-    path(
-        "callbacks/kie/<int:generation_id>/<str:token>/",
-        callbacks.provider_callback,
-        name="provider_callback",
     ),
     path("operations/resume/", operations.resume_submissions, name="resume_submissions"),
     path("operations/alerts/", alerts.alert_list, name="alerts"),

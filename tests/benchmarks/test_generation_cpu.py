@@ -66,7 +66,8 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
     profiler = cProfile.Profile() if os.environ.get("PROFILE") else None
 
     def step(name: str, work, number: int):
-        if profiler and number >= WARM_UP:
+        profiled = profiler and number >= WARM_UP and os.environ.get("PROFILE") in ("1", name)
+        if profiled:
             profiler.enable()
         started, started_wall = time.thread_time(), time.perf_counter()
         with CaptureQueriesContext(connection) as queries:
@@ -79,7 +80,7 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
                 print(f"\n-- {name}")
                 for query in queries:
                     print(query["sql"][:160])
-        if profiler:
+        if profiled:
             profiler.disable()
         return result
 
@@ -130,7 +131,9 @@ def test_cpu_per_generation_by_step(sandbox, requester, settings, enqueued):
         headers=("CPU p50 ms", "CPU mean ms", "SQL statements", "wall p50 ms"),
     )
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(
+            45
+        )
 
 
 def _final_record(sandbox, task_id: str) -> dict:
