@@ -91,6 +91,9 @@ class ImageRequest(models.Model):
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.GENERATING, db_index=True
     )
+    # Whether any output failed a check, copied here from its outputs so that the queue's
+    # flagged filter is an index range rather than a search through every output.
+    flagged = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -99,6 +102,11 @@ class ImageRequest(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at", "id"]),
             models.Index(fields=["status", "mode", "created_at", "id"]),
+            models.Index(
+                fields=["status", "created_at", "id"],
+                condition=models.Q(flagged=True),
+                name="request_flagged_queue_idx",
+            ),
             models.Index(fields=["requester", "created_at"]),
             # Work waiting now and for how long: the queue's age, the stuck reviews.
             models.Index(fields=["status", "updated_at"], name="request_status_updated_idx"),

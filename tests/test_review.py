@@ -56,7 +56,7 @@ def test_queue_lists_requests_awaiting_review(reviewer_client, awaiting, request
     response = reviewer_client.get(reverse("review_queue"))
     assert response.status_code == 200
     assert [r.pk for r in response.context["image_requests"]] == [awaiting.pk]
-    assert dict((s, n) for s, _, n in response.context["counts"])["generating"] == 1
+    assert {c.status: c.count for c in response.context["counts"]}["generating"] == 1
 
 
 def test_queue_is_for_reviewers_only(requester_client):

@@ -60,13 +60,20 @@ def decode_cursor(
 
 
 def beyond(position: Sequence[Any], *, ascending: bool, key: Sequence[str] = ARRIVAL) -> Q:
-    """The rows after `position` in the key's order, ascending or descending."""
+    """The rows after `position` in the key's order, ascending or descending.
+
+    The disjunction alone is exact, but PostgreSQL cannot start an index scan at an OR: it
+    would read the index from its first entry and filter. The leading field's bound (`>=`
+    or `<=`, implied by the disjunction) is what lets both databases seek straight to the
+    position, so that a deep page costs what the first page does.
+    """
     lookup = "gt" if ascending else "lt"
     clauses = [
         Q(**dict(zip(key[:depth], position[:depth], strict=True)), **{f"{name}__{lookup}": value})
         for depth, (name, value) in enumerate(zip(key, position, strict=True))
     ]
-    return reduce(operator.or_, clauses)
+    seek = Q(**{f"{key[0]}__{lookup}e": position[0]})
+    return seek & reduce(operator.or_, clauses)
 
 
 def ordering(*, ascending: bool, key: Sequence[str] = ARRIVAL) -> tuple[str, ...]:

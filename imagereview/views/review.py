@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -19,6 +19,7 @@ from imagereview.diffs import prompt_diff
 from imagereview.forms import BulkDecisionForm, ChangesForm, DecisionForm, QueueFilterForm
 from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.queries.pages import Page, beyond, encode_cursor, keyset_page, ordering
+from imagereview.queries.queue import status_counts
 from imagereview.roles import reviewer_required
 
 R = ImageRequest.Status
@@ -34,8 +35,7 @@ def _queue_queryset(filters: dict) -> QuerySet[ImageRequest]:
     if filters.get("requester"):
         queryset = queryset.filter(requester__username=filters["requester"])
     if filters.get("flagged"):
-        flagged = Asset.objects.filter(request=OuterRef("pk"), flagged=True)
-        queryset = queryset.filter(Exists(flagged))
+        queryset = queryset.filter(flagged=True)
     age = filters.get("age")
     if age in AGES:
         cutoff = timezone.now() - AGES[age]
@@ -65,12 +65,9 @@ def queue_cursor(image_request: ImageRequest) -> str:
 
 
 def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str) -> Page:
-    """One page of the queue, each request with its output thumbnails and whether any is
-    flagged."""
-    thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only(
-        "pk", "request_id", "thumbnail", "flagged"
-    )
-    page = keyset_page(
+    """One page of the queue, each request with its output thumbnails."""
+    thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only("pk", "request_id", "thumbnail")
+    return keyset_page(
         queryset.select_related("requester", "claimed_by").prefetch_related(
             Prefetch("assets", queryset=thumbnails, to_attr="outputs")
         ),
@@ -78,9 +75,6 @@ def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str) 
         cursor=cursor,
         size=PAGE_SIZE,
     )
-    for row in page.rows:
-        row.flagged = any(output.flagged for output in row.outputs)
-    return page
 
 
 @reviewer_required
@@ -94,7 +88,6 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     for row in rows:
         row.reviewed_by = actions.review.other_claimant(row, request.user)
         row.own = actions.review.reviews_own_request(row, request.user)
-    counts = dict(ImageRequest.objects.values_list("status").annotate(n=Count("id")).order_by())
     context = {
         "form": form,
         "image_requests": rows,
@@ -102,7 +95,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "filter_query": filter_query,
         "queue_suffix": _with_query("", filter_query),
         "paged": bool(filters.get("after")),
-        "counts": [(status, label, counts.get(status, 0)) for status, label in R.choices],
+        "counts": status_counts(),
         "reasons": Decision.Reason.choices,
         "undoable": actions.review.undoable_decision(request.user),
         "seen_decision_id": Decision.objects.order_by("-pk").values_list("pk", flat=True).first()
