@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 from datetime import timedelta
 
 import httpx
@@ -581,3 +582,21 @@ def test_the_dispatcher_sends_no_more_than_the_broker_backlog_has_room_for(
     # What was not sent stays due for the next pass.
     due = Generation.objects.filter(next_attempt_at__lte=timezone.now()).count()
     assert due == 4 - sent
+
+
+def test_a_submit_job_too_late_for_its_slot_goes_back_without_waiting(requester, settings):
+    from imagereview import limits
+
+    settings.KIE_SUBMIT_LIMIT, settings.KIE_SUBMIT_WINDOW = 1, 2.0
+    settings.KIE_SLOT_MAX_WAIT = 5  # a job sent by hand would wait the 2 s for a slot
+    assert limits.reserve(limits.submit_limit(), max_wait=0).granted  # the window is full
+    generation = new_request(requester).generations.get()
+    started = time.monotonic()
+    actions.submit_generation(
+        generation_id=generation.pk, client=answering(envelope(500)), slot_at=time.time() - 5
+    )
+    # Back to the dispatcher at once: no worker sleeps a window away waiting for a slot.
+    assert time.monotonic() - started < 1
+    generation.refresh_from_db()
+    assert generation.state == G.QUEUED and not generation.provider_task_id
+    assert generation.next_attempt_at > timezone.now() + timedelta(seconds=1)

@@ -104,7 +104,7 @@ def submit_generation(
     if time.time() - slot.at > limits.submit_limit().late_by:
         # The write took so long that the create would reach the provider well after its
         # slot, close to a later slot's call: the provider counts arrivals, so take another.
-        slot = limits.acquire(limits.submit_limit(), max_wait=settings.KIE_SLOT_MAX_WAIT)
+        slot = _take_slot(None if slot_at is None else slot.at)
         if not slot.granted:
             _requeue(generation_id, delay=timedelta(seconds=slot.wait))
             return
@@ -127,12 +127,19 @@ def submit_generation(
 
 
 def _take_slot(slot_at: float | None) -> limits.Slot:
-    """Wait for the reserved moment, or take a slot now if there is none or it has passed."""
+    """Wait for the reserved moment; or, without one, wait for the first free slot.
+
+    A job that starts too late for its moment takes a free slot only if one is free now,
+    else goes back to the dispatcher: a worker asleep waiting for a slot would hold up
+    the refreshes queued behind it.
+    """
     limit = limits.submit_limit()
-    if slot_at is not None and time.time() - slot_at <= limit.late_by:
+    if slot_at is None:
+        return limits.acquire(limit, max_wait=settings.KIE_SLOT_MAX_WAIT)
+    if time.time() - slot_at <= limit.late_by:
         time.sleep(max(0.0, slot_at - time.time()))
         return limits.Slot(granted=True, at=slot_at)
-    return limits.acquire(limit, max_wait=settings.KIE_SLOT_MAX_WAIT)
+    return limits.acquire(limit, max_wait=limits.SEND_NOW)
 
 
 def host_references(image_request: ImageRequest, *, client: KieClient) -> list[str]:
