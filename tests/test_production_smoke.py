@@ -29,7 +29,16 @@ pytestmark = pytest.mark.cluster
 ADMIN_URL = os.environ.get("SMOKE_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 # Settings each process must not inherit from the test run's own environment.
-INHERITED_NOT = ("DEBUG", "DJANGO_ENV", "DATABASE_URL", "REDIS_URL", "KIE_API_KEY", "SECRET_KEY")
+INHERITED_NOT = (
+    "DEBUG",
+    "DJANGO_ENV",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KIE_API_KEY",
+    "SECRET_KEY",
+    # Set by the browser tests for their own process; the deploy check refuses it.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 
 CHECK_AND_CREATE_USERS = """
 from django.contrib.auth.models import Group, User
