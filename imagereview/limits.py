@@ -130,19 +130,25 @@ def _slot_after(recent: list[float], limit: Limit, now: float) -> float:
     new one only has to be a full window after the `calls`-th newest, and `spacing` after
     the newest.
     """
-    at = max(now, recent[0] + limit.spacing) if recent else now
+    # Only a spread limit looks at the newest moment: a caller's clock, read before it got
+    # its turn, may be a little behind a moment another caller has just reserved.
+    at = max(now, recent[0] + limit.spacing) if recent and limit.spacing else now
     if len(recent) < limit.calls:
         return at
     return max(at, recent[limit.calls - 1] + limit.window)
 
 
+def _lock_window(key: str) -> bool:
+    """Lock the key's window row until the transaction ends; False if it does not exist yet."""
+    return bool(list(RateWindow.objects.select_for_update().filter(key=key).values_list("key")))
+
+
 def _reserve_in_database(limit: Limit, *, count: int, max_wait: float) -> tuple[list[float], float]:
     with transaction.atomic():
         # The lock row serialises reservations for one key (SQLite serialises all writes).
-        window = RateWindow.objects.select_for_update().filter(key=limit.key).values_list("key")
-        if not list(window):
+        if not _lock_window(limit.key):
             RateWindow.objects.get_or_create(key=limit.key)
-            list(window)
+            _lock_window(limit.key)
         now = time.time()
         recent = list(
             RateSlot.objects.filter(key=limit.key)
@@ -172,9 +178,11 @@ local granted = {}
 local at = now
 for i = 1, count do
     at = now
-    local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
-    if #newest > 0 then
-        at = math.max(at, tonumber(newest[2]) + spacing)
+    if spacing > 0 then
+        local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+        if #newest > 0 then
+            at = math.max(at, tonumber(newest[2]) + spacing)
+        end
     end
     local recent = redis.call('ZREVRANGE', key, calls - 1, calls - 1, 'WITHSCORES')
     if #recent > 0 then
