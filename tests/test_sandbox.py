@@ -772,14 +772,22 @@ def test_unthrottled_mode_logs_no_line_per_request(
     client: httpx.Client, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     def request_lines() -> list[str]:
+        # The server thread logs after it has answered: give its line a moment to arrive.
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="imagereview.sandbox"):
-            client.get("/api/v1/chat/credit")
-        return [r.getMessage() for r in caplog.records if "/api/v1/chat/credit" in r.getMessage()]
+        client.get("/api/v1/chat/credit")
+        deadline = time.monotonic() + 0.5
+        while True:
+            lines = [
+                r.getMessage() for r in caplog.records if "/api/v1/chat/credit" in r.getMessage()
+            ]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
 
-    assert len(request_lines()) == 1
-    sandbox.configure(mode="unthrottled")
-    assert request_lines() == []
+    with caplog.at_level(logging.INFO, logger="imagereview.sandbox"):
+        assert len(request_lines()) == 1
+        sandbox.configure(mode="unthrottled")
+        assert request_lines() == []
 
 
 def test_distinct_pictures_are_rendered_once_and_shared(
