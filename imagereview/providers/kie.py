@@ -385,12 +385,8 @@ def _unwrap(response: httpx.Response, *, creates: bool = False) -> Any:
     return envelope.get("data")
 
 
-def client_from_settings() -> KieClient:
-    """A new client for the configured provider (the sandbox when no key is set)."""
-    return KieClient(**_client_options())
-
-
 def _client_options() -> dict[str, Any]:
+    """The configured provider's client settings (the sandbox's when no key is set)."""
     from django.conf import settings
 
     return {
