@@ -101,6 +101,12 @@ def _format_list(formats: tuple[str, ...]) -> str:
     return f"{', '.join(rest)} or {last}" if rest else last
 
 
+def _kind(image: Image.Image) -> str:
+    """The image's format by its content; a multi-picture JPEG (as many phones write) is a
+    JPEG to everyone but Pillow."""
+    return "JPEG" if image.format == "MPO" else image.format or ""
+
+
 def inspect_image(
     stream: IO[bytes],
     *,
@@ -114,8 +120,7 @@ def inspect_image(
     takes a megabyte of memory instead of 64.
     """
     with _open_image(stream, formats=allowed_formats, max_pixels=max_pixels) as image:
-        # A multi-picture JPEG (as many phones write) is a JPEG to everyone but Pillow.
-        kind = "JPEG" if image.format == "MPO" else image.format or ""
+        kind = _kind(image)
         width, height = image.size
         image.draft(None, (1, 1))
         image.load()
@@ -171,7 +176,7 @@ def inspect_output(stream: IO[bytes], *, size: int) -> tuple[ImageFacts, Image.I
     decode: the image that proves the file whole is the one the thumbnail and the checks are
     made from (decoding a 4K PNG costs more than everything else its storing does)."""
     with _open_image(stream, formats=OUTPUT_FORMATS, max_pixels=MAX_PIXELS) as image:
-        kind = "JPEG" if image.format == "MPO" else image.format or ""
+        kind = _kind(image)
         width, height = image.size
     reduced = reduced_image(stream, size=size)
     sha256, bytes_read = digest(stream)
