@@ -40,8 +40,67 @@ def new_callback_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+class Workflow(models.Model):
+    """Ordered review stages a request goes through, each decided by its own group.
+
+    A request with no workflow (and none marked default) has one implicit stage: any
+    reviewer, with the request's own approvals and quota, as before workflows existed.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Requests created without a workflow get this one.
+    is_default = models.BooleanField(default=False)
+    # Where a revision starts: the stage at this position (1 is the first).
+    revision_starts_at = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="one_default_workflow",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.Model):
+    """One step of a workflow: who decides it, and how many approvals make it pass."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    reviewers = models.ForeignKey(
+        "auth.Group", on_delete=models.PROTECT, related_name="review_stages"
+    )
+    # Approvals from distinct reviewers that pass one output through this stage, and
+    # outputs that must pass for the request to move on.
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approval_quota = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["workflow_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "position"], name="unique_stage_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow}: {self.position}. {self.name}"
+
+
 class ImageRequest(models.Model):
     """What was asked: a prompt (and, for edits, references) and its parameters."""
+
+    class Priority(models.IntegerChoices):
+        LOW = 1, "Low"
+        NORMAL = 2, "Normal"
+        HIGH = 3, "High"
+        URGENT = 4, "Urgent"
 
     class Mode(models.TextChoices):
         GENERATE = "generate", "Generate"
@@ -88,6 +147,15 @@ class ImageRequest(models.Model):
     acceptance_rules = models.JSONField(default=dict, blank=True)
     # Publish each output as it is approved: None follows the PUBLISH_ON_APPROVAL setting.
     auto_publish = models.BooleanField(null=True, blank=True)
+    # The review stages, and the one the request is in now; None: the single implicit stage.
+    workflow = models.ForeignKey(
+        Workflow, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.GENERATING, db_index=True
     )
@@ -112,6 +180,13 @@ class ImageRequest(models.Model):
             models.Index(fields=["status", "updated_at"], name="request_status_updated_idx"),
             # The dashboard's cohort: the requests created in a period.
             models.Index(fields=["created_at"], name="request_created_idx"),
+            # The queue sorted by due date, or by priority.
+            models.Index(fields=["status", "due_at", "id"], name="request_due_queue_idx"),
+            models.Index(
+                fields=["status", "-priority", "created_at", "id"],
+                name="request_priority_queue_idx",
+            ),
+            models.Index(fields=["status", "stage"], name="request_stage_queue_idx"),
         ]
 
     def __str__(self) -> str:
@@ -225,6 +300,11 @@ class Asset(models.Model):
     index = models.PositiveSmallIntegerField(default=0)
     file = models.FileField(upload_to=asset_path, max_length=255)
     thumbnail = models.FileField(upload_to=asset_path, max_length=255, blank=True)
+    # A rendition of an output for looking at on screen (about 2,000 px on the long side):
+    # the review page shows it, the original loads only when a reviewer zooms past it.
+    preview = models.FileField(upload_to=asset_path, max_length=255, blank=True)
+    preview_width = models.PositiveIntegerField(null=True, blank=True)
+    preview_height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     bytes = models.PositiveBigIntegerField()
     width = models.PositiveIntegerField()
@@ -283,6 +363,15 @@ class Decision(models.Model):
     revision = models.ForeignKey(
         ImageRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The workflow stage the verdict was given in; None for a request without a workflow.
+    stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
+    # A verdict given through a guest link: the link and the name the guest gave.
+    guest_link = models.ForeignKey(
+        "GuestLink", null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
+    guest_name = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # An undone decision stays in the history but no longer counts.
     undone_at = models.DateTimeField(null=True, blank=True)
@@ -300,6 +389,105 @@ class Decision(models.Model):
     def __str__(self) -> str:
         by = self.reviewer or "the acceptance rules"
         return f"{self.get_verdict_display()} of output {self.output_id} by {by}"
+
+
+def new_guest_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class GuestLink(models.Model):
+    """A share of some requests with someone who has no account: signed, expiring, revocable.
+
+    The link carries the row's id and secret, signed with the site's key; revoking it or
+    letting it expire ends it at once, whoever holds the URL.
+    """
+
+    label = models.CharField(max_length=100, blank=True)
+    secret = models.CharField(max_length=64, unique=True, default=new_guest_secret)
+    requests = models.ManyToManyField(ImageRequest, related_name="guest_links")
+    may_comment = models.BooleanField(default=True)
+    may_decide = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="guest_links"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"guest link {self.pk} ({self.label or 'unnamed'})"
+
+
+class Annotation(models.Model):
+    """A note pinned to a point, or a box, on an output, in 0-1 coordinates of the image."""
+
+    class Shape(models.TextChoices):
+        PIN = "pin", "Pin"
+        BOX = "box", "Box"
+
+    output = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="annotations")
+    shape = models.CharField(max_length=8, choices=Shape.choices, default=Shape.PIN)
+    # The pin, or the box's upper left corner, as fractions of the image's width and height.
+    x = models.FloatField()
+    y = models.FloatField()
+    width = models.FloatField(default=0)
+    height = models.FloatField(default=0)
+    comment = models.TextField(max_length=2000)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="annotations",
+    )
+    guest_link = models.ForeignKey(
+        GuestLink, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    guest_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The revision whose request for changes this note went into.
+    answered_by = models.ForeignKey(
+        ImageRequest,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="answered_annotations",
+    )
+
+    class Meta:
+        ordering = ["output_id", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(x__gte=0, x__lte=1, y__gte=0, y__lte=1),
+                name="annotation_inside_image",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(width__gte=0, height__gte=0),
+                name="annotation_size_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shape} on output {self.output_id}: {self.comment[:40]}"
+
+    @property
+    def by(self) -> str:
+        """Who wrote it, as shown beside it."""
+        if self.author_id:
+            return str(self.author)
+        return f"{self.guest_name} (guest)"
 
 
 class CallbackReceipt(models.Model):
