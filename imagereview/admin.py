@@ -1,31 +1,36 @@
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from imagereview import actions
-from imagereview.actions import alerts, publishing, tokens, webhooks
+from imagereview.actions import alerts, guests, publishing, tokens, webhooks
 from imagereview.actions.reconcile import ask_refresh, cancel_generation
 from imagereview.forms import WebhookEndpointForm
 from imagereview.models import (
     Alert,
+    Annotation,
     ApiToken,
     Asset,
     CallbackReceipt,
     Decision,
     Event,
     Generation,
+    GuestLink,
     IdempotencyRecord,
     ImageRequest,
     ProviderAccount,
     Publication,
     RefusedCallbackTally,
+    Stage,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
+    Workflow,
 )
 
 
@@ -249,6 +254,39 @@ class UndoneFilter(admin.SimpleListFilter):
         if self.value() in ("yes", "no"):
             return queryset.filter(undone_at__isnull=self.value() == "no")
         return queryset
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(RecordAdmin):
+    """Notes on outputs; reviewers resolve them on the review page."""
+
+    list_display = ("id", "output", "shape", "short_comment", "by", "created_at", "resolved_at")
+    list_filter = ("shape", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("comment", "guest_name", "author__username")
+    list_select_related = ("output", "author")
+
+    @admin.display(description="Comment")
+    def short_comment(self, annotation: Annotation) -> str:
+        return annotation.comment[:80]
+
+
+@admin.register(GuestLink)
+class GuestLinkAdmin(RecordAdmin):
+    """Guest links: made and revoked on the review pages (or revoked here); the secret that
+    opens a link is never shown."""
+
+    list_display = ("id", "label", "created_by", "created_at", "expires_at", "revoked_at", "uses")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "may_decide", "created_at")
+    search_fields = ("label", "created_by__username")
+    list_select_related = ("created_by",)
+    exclude = ("secret",)
+    actions = ["revoke_links"]
+
+    @admin.action(description="Revoke the selected links")
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet[GuestLink]) -> None:
+        for link in queryset:
+            guests.revoke(link=link, by=request.user)
+        messages.success(request, f"Revoked {len(queryset)} link(s): they no longer open.")
 
 
 @admin.register(Decision)
@@ -514,3 +552,42 @@ class IdempotencyRecordAdmin(RecordAdmin):
     list_display = ("id", "user", "key", "endpoint", "status_code", "created_at")
     list_filter = ("status_code", "created_at")
     search_fields = ("key", "endpoint", "user__username")
+
+
+class StageInline(admin.TabularInline):
+    model = Stage
+    extra = 1
+    fields = ("position", "name", "reviewers", "required_approvals", "approval_quota")
+    ordering = ("position",)
+
+
+class WorkflowAdminForm(forms.ModelForm):
+    class Meta:
+        model = Workflow
+        fields = ["name", "description", "is_default", "revision_starts_at"]
+        help_texts = {
+            "is_default": "Requests created without a workflow get this one. At most one is.",
+            "revision_starts_at": "The stage position a revision starts at (1: the first).",
+        }
+
+    def clean_is_default(self) -> bool:
+        is_default = self.cleaned_data["is_default"]
+        other = Workflow.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
+        if is_default and other:
+            raise forms.ValidationError(f"{other} is the default workflow: untick it there first.")
+        return is_default
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    """Review stages: each with its reviewers' group, approvals per output and outputs needed.
+    A request keeps the workflow it was created with; removing a stage requests are in is
+    refused."""
+
+    form = WorkflowAdminForm
+    list_display = ("name", "is_default", "stage_names", "revision_starts_at")
+    inlines = [StageInline]
+
+    @admin.display(description="Stages")
+    def stage_names(self, workflow: Workflow) -> str:
+        return " → ".join(stage.name for stage in workflow.stages.order_by("position"))

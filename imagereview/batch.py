@@ -31,10 +31,23 @@ OPTIONAL_COLUMNS = (
     "required_approvals",
     "approval_quota",
     "auto_publish",
+    "auto_reject",
+    "due",
+    "priority",
+    "workflow",
 )
 COLUMNS = ("prompt", *OPTIONAL_COLUMNS)
+# The form field of a column named otherwise.
+FORM_NAMES = {"due": "due_at"}
 # A blank or missing cell means what the web form starts with.
-DEFAULTS = {name: str(GenerationRequestForm.base_fields[name].initial) for name in OPTIONAL_COLUMNS}
+DEFAULTS = {
+    name: str(initial)
+    if (initial := GenerationRequestForm.base_fields[FORM_NAMES.get(name, name)].initial)
+    is not None
+    else ""
+    for name in OPTIONAL_COLUMNS
+}
+YES_NO = {"yes": "on", "true": "on", "1": "on", "no": "", "false": "", "0": "", "": ""}
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,16 @@ def column_guide() -> list[tuple[str, str]]:
     """Each column and what it takes, for the upload page."""
     fields = GenerationRequestForm.base_fields
     guide = [("prompt", f"required, at most {fields['prompt'].max_length:,} characters")]
+    described = {
+        "auto_reject": "yes or no (default no). Reject outputs that fail an acceptance check "
+        "without asking a reviewer.",
+        "due": "blank, or an ISO date (the end of that day) or date and time such as "
+        "2026-12-24 17:00, in the site's time zone; not in the past.",
+    }
     for name in OPTIONAL_COLUMNS:
+        if name in described:
+            guide.append((name, described[name]))
+            continue
         choices = fields[name].choices
         values = ", ".join(str(value) for value, _ in choices if value != "")
         default = DEFAULTS[name] or f"blank: {choices[0][1].lower()}"
@@ -181,19 +203,27 @@ def import_rows(*, requester: AbstractBaseUser, rows: Sequence[BatchRow]) -> lis
 def _check_row(number: int, columns: list[str], cells: list[str]) -> BatchRow:
     given = {name: cell.strip() for name, cell in zip(columns, cells, strict=False)}
     values = {name: given.get(name) or DEFAULTS.get(name, "") for name in COLUMNS}
-    form = GenerationRequestForm(data=values)
+    data = {FORM_NAMES.get(name, name): value for name, value in values.items()}
+    data["auto_reject"] = YES_NO.get(values["auto_reject"].lower(), "?")
+    form = GenerationRequestForm(data=data)
     problems = []
+    if data["auto_reject"] == "?":
+        problems.append("auto_reject: write yes or no.")
     # Spreadsheets pad rows with empty cells; only a value past the last column is a mistake.
     if any(cell.strip() for cell in cells[len(columns) :]):
         problems.append(f"This row has more values than the header has columns ({len(columns)}).")
     if form.is_valid() and not problems:
         return BatchRow(number=number, values=values, fields=form.request_fields())
     problems += [message for messages in form.errors.values() for message in messages]
+    columns_of = {form_name: name for name, form_name in FORM_NAMES.items()}
+    invalid = {columns_of.get(name, name) for name in form.errors}
+    if data["auto_reject"] == "?":
+        invalid.add("auto_reject")
     return BatchRow(
         number=number,
         values=values,
         errors=tuple(problems),
-        invalid_columns=frozenset(form.errors),
+        invalid_columns=frozenset(invalid),
     )
 
 

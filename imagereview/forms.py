@@ -1,15 +1,18 @@
 from collections.abc import Sequence
+from datetime import date, datetime, time
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import pluralize
+from django.utils import timezone
 
 from imagereview import media
 from imagereview.actions.webhooks import EVENT_TYPES
 from imagereview.models import (
     MAX_PROMPT_LENGTH,
     MAX_VARIANTS,
+    Annotation,
     AspectRatio,
     Asset,
     Decision,
@@ -18,10 +21,12 @@ from imagereview.models import (
     OutputFormat,
     Resolution,
     WebhookEndpoint,
+    Workflow,
 )
 from imagereview.providers.downloads import UnsafeURL
 from imagereview.providers.webhooks import check_endpoint_url
 from imagereview.queries.outcomes import PUBLISHED, STATUS_WORDS
+from imagereview.queries.stages import stage_choices
 
 # Which acceptance checks may reject an output on their own, per mode. An edit may also be
 # rejected for coming back as its reference unchanged: a near-copy measures under 1 of 255
@@ -48,12 +53,78 @@ def _policy_field(label: str, help_text: str, *, upto: int, unit: str) -> forms.
     )
 
 
+class PromptField(forms.CharField):
+    """A prompt: its length is checked on the server, never cut short by the browser.
+
+    A `maxlength` attribute makes the browser drop whatever a paste brings past it, without
+    a word; `data-max-length` lets static/js/prompt_length.js count and warn instead.
+    """
+
+    def widget_attrs(self, widget: forms.Widget) -> dict:
+        attrs = super().widget_attrs(widget)
+        if attrs.pop("maxlength", None):
+            attrs["data-max-length"] = str(self.max_length)
+        return attrs
+
+
+def _future_due(value: datetime | None) -> datetime | None:
+    if value is not None and value <= timezone.now():
+        raise ValidationError(
+            "The due date %(due)s has passed: choose a moment in the future, or leave it empty.",
+            params={"due": timezone.localtime(value).strftime("%Y-%m-%d %H:%M")},
+        )
+    return value
+
+
+class DueField(forms.DateTimeField):
+    """When the request is due: an ISO date (the end of that day) or date and time, in the
+    site's time zone unless it names its own offset."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+    default_error_messages = {
+        "invalid": "Enter the due date as YYYY-MM-DD or YYYY-MM-DD HH:MM.",
+    }
+
+    def to_python(self, value: object) -> datetime | None:
+        if isinstance(value, str) and len(value.strip()) == len("2026-01-31"):
+            try:
+                day = date.fromisoformat(value.strip())
+            except ValueError:
+                raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+            return timezone.make_aware(datetime.combine(day, time(23, 59)))
+        return super().to_python(value)
+
+
+PRIORITY_NAMES = {p.name.lower(): p.value for p in ImageRequest.Priority}
+
+
+def _due_field() -> DueField:
+    return DueField(
+        label="Due",
+        required=False,
+        help_text="Optional: when the review should be done.",
+        validators=[_future_due],
+    )
+
+
+def _priority_field() -> forms.TypedChoiceField:
+    return forms.TypedChoiceField(
+        label="Priority",
+        required=False,
+        choices=[(p.name.lower(), p.label) for p in ImageRequest.Priority],
+        coerce=PRIORITY_NAMES.get,
+        empty_value=ImageRequest.Priority.NORMAL,
+        initial="normal",
+        error_messages={"invalid_choice": "Choose a priority: low, normal, high or urgent."},
+    )
+
+
 class GenerationRequestForm(forms.Form):
     """A prompt-only request: the prompt, its parameters and how many variants."""
 
     mode = "generate"
 
-    prompt = forms.CharField(
+    prompt = PromptField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "Describe the image you want"}),
         max_length=MAX_PROMPT_LENGTH,
         error_messages={
@@ -100,6 +171,18 @@ class GenerationRequestForm(forms.Form):
         empty_value=None,
         initial="",
         error_messages={"invalid_choice": "Choose yes, no, or leave publishing as it is set up."},
+    )
+    due_at = _due_field()
+    priority = _priority_field()
+    workflow = forms.ModelChoiceField(
+        queryset=Workflow.objects.all(),
+        to_field_name="name",
+        required=False,
+        initial="",
+        empty_label="The default workflow, if one is set",
+        label="Review stages",
+        help_text="The workflow's stages review the request in order, each by its own group.",
+        error_messages={"invalid_choice": "There is no workflow named %(value)s."},
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -276,10 +359,23 @@ class ChangesForm(forms.Form):
     comment = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
     )
+    # The notes on the output the revised prompt was filled from ("3,5"), set by "Fill from
+    # notes"; the revision is recorded as answering them.
+    annotation_ids = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
+    guide_image = forms.BooleanField(
+        required=False, initial=True, label="Send a guide image with the notes drawn"
+    )
 
     def __init__(self, *args: object, output: Asset, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.output = output
+
+    def clean_annotation_ids(self) -> list[int]:
+        value = self.cleaned_data["annotation_ids"]
+        try:
+            return sorted({int(part) for part in value.split(",") if part.strip()})
+        except ValueError:
+            raise ValidationError("The notes to answer are not a list of note numbers.") from None
 
     def clean_edit_from_output(self) -> bool:
         edit = self.cleaned_data["edit_from_output"]
@@ -312,8 +408,27 @@ class QueueFilterForm(forms.Form):
         ],
         required=False,
     )
+    stage = forms.ChoiceField(
+        choices=lambda: stage_choices() or [("", "Any stage")], required=False
+    )
     sort = forms.ChoiceField(
-        choices=[("oldest", "Oldest first"), ("newest", "Newest first")], required=False
+        choices=[
+            ("oldest", "Oldest first"),
+            ("newest", "Newest first"),
+            ("due", "Due soonest"),
+            ("priority", "Highest priority"),
+        ],
+        required=False,
+    )
+    overdue = forms.BooleanField(required=False, label="Overdue")
+    priority = forms.ChoiceField(
+        choices=[
+            ("", "Any priority"),
+            ("urgent", "Urgent"),
+            ("high", "High or urgent"),
+            ("normal", "Normal or higher"),
+        ],
+        required=False,
     )
     after = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
 
@@ -434,3 +549,22 @@ class NotificationPreferenceForm(forms.ModelForm):
             del self.fields["review_digest"]
         if not staff:
             del self.fields["email_alerts"]
+
+
+class AnnotationForm(forms.Form):
+    """A note on an output: a pin or a box in 0-1 coordinates of the image, and a comment."""
+
+    shape = forms.ChoiceField(choices=Annotation.Shape.choices)
+    x = forms.FloatField(min_value=0, max_value=1)
+    y = forms.FloatField(min_value=0, max_value=1)
+    width = forms.FloatField(min_value=0, max_value=1, required=False)
+    height = forms.FloatField(min_value=0, max_value=1, required=False)
+    # Its length is the action's to check, with a message that says by how much.
+    comment = forms.CharField(error_messages={"required": "Write what the note is about."})
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name in ("width", "height"):
+            if data.get(name) is None:
+                data[name] = 0.0
+        return data

@@ -1,4 +1,4 @@
-"""Image files: decoding and verification, hashing, thumbnails (Pillow)."""
+"""Image files: decoding and verification, hashing, thumbnails and previews (Pillow)."""
 
 import hashlib
 import io
@@ -23,6 +23,13 @@ MAX_REFERENCES = 8
 MAX_REFERENCE_BYTES = 30 * 1024 * 1024
 # Over twice the pixels of a 4K output, while one decoded as RGBA takes at most 160 MB.
 MAX_REFERENCE_PIXELS = 40_000_000
+
+# The rendition shown on screen: its long side, and its WebP quality and effort. Method 2
+# encodes a 2048 px photograph in about 0.15 s (method 4: 0.3 s, JPEG q90: 0.02 s but 40%
+# larger), next to the 0.5 s that decoding the 4K original takes anyway.
+PREVIEW_SIZE = 2048
+PREVIEW_QUALITY = 88
+PREVIEW_METHOD = 2
 
 # Modes that shrink well as they are; others are converted to RGB before shrinking.
 _SHRINKABLE_MODES = ("RGB", "RGBA", "L", "LA")
@@ -171,18 +178,47 @@ def jpeg_thumbnail(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def inspect_output(stream: IO[bytes], *, size: int) -> tuple[ImageFacts, Image.Image]:
-    """Identify and hash a provider's output, and shrink it to fit a `size` square, from one
-    decode: the image that proves the file whole is the one the thumbnail and the checks are
-    made from (decoding a 4K PNG costs more than everything else its storing does)."""
+def webp_preview(image: Image.Image) -> bytes:
+    """An image already shrunk to preview size, as the WebP file kept beside its original."""
+    out = io.BytesIO()
+    image.save(out, "WEBP", quality=PREVIEW_QUALITY, method=PREVIEW_METHOD)
+    return out.getvalue()
+
+
+def renditions(
+    stream: IO[bytes], *, size: int, preview_size: int = 0, max_pixels: int = MAX_PIXELS
+) -> tuple[Image.Image, Image.Image | None]:
+    """The image shrunk to fit a `size` square and, when its long side is over
+    `preview_size`, to fit a `preview_size` square too, from one decode.
+
+    The small one is made from the preview, so memory still holds one full decoded copy at
+    most. An image that fits the preview size has no preview: it is shown as it is.
+    """
+    with _open_image(stream, formats=tuple(FORMAT_NAMES), max_pixels=max_pixels) as image:
+        long_side = max(image.size)
+    if not preview_size or long_side <= preview_size:
+        return reduced_image(stream, size=size, max_pixels=max_pixels), None
+    preview = reduced_image(stream, size=preview_size, max_pixels=max_pixels)
+    small = preview.copy()
+    small.thumbnail((size, size))
+    return small, preview
+
+
+def inspect_output(
+    stream: IO[bytes], *, size: int, preview_size: int = 0
+) -> tuple[ImageFacts, Image.Image, Image.Image | None]:
+    """Identify and hash a provider's output, and shrink it to fit a `size` square (and a
+    `preview_size` one, see `renditions`), from one decode: the image that proves the file
+    whole is the one the thumbnail, the preview and the checks are made from (decoding a 4K
+    PNG costs more than everything else its storing does)."""
     with _open_image(stream, formats=OUTPUT_FORMATS, max_pixels=MAX_PIXELS) as image:
         kind = _kind(image)
         width, height = image.size
-    reduced = reduced_image(stream, size=size)
+    reduced, preview = renditions(stream, size=size, preview_size=preview_size)
     sha256, bytes_read = digest(stream)
     stream.seek(0)
     facts = ImageFacts(sha256=sha256, bytes=bytes_read, width=width, height=height, format=kind)
-    return facts, reduced
+    return facts, reduced, preview
 
 
 def reduced_image(stream: IO[bytes], *, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -372,6 +372,8 @@ class Decision(models.Model):
         "GuestLink", null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
     )
     guest_name = models.CharField(max_length=100, blank=True)
+    # Shared by the decisions of one bulk action, which one undo takes back together.
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # An undone decision stays in the history but no longer counts.
     undone_at = models.DateTimeField(null=True, blank=True)
@@ -387,8 +389,13 @@ class Decision(models.Model):
         ]
 
     def __str__(self) -> str:
-        by = self.reviewer or "the acceptance rules"
-        return f"{self.get_verdict_display()} of output {self.output_id} by {by}"
+        return f"{self.get_verdict_display()} of output {self.output_id} by {self.decided_by()}"
+
+    def decided_by(self) -> str:
+        """Who gave the verdict, in words: a reviewer, a guest and their link, or the rules."""
+        if self.guest_link_id is not None:
+            return f"{self.guest_name} (guest, link #{self.guest_link_id})"
+        return str(self.reviewer) if self.reviewer_id else "the acceptance rules"
 
 
 def new_guest_secret() -> str:

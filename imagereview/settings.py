@@ -234,6 +234,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
 # The JSON API. Calls a minute per token (or signed-in user), counted across web processes.
 API_RATE_LIMIT = envint("API_RATE_LIMIT", "120")
+# Guest links: pages a minute per link and per client address (images count apart, more),
+# and the longest a link may live.
+GUEST_RATE_LIMIT = envint("GUEST_RATE_LIMIT", "60")
+GUEST_FILE_RATE_LIMIT = envint("GUEST_FILE_RATE_LIMIT", "600")
+GUEST_LINK_MAX_DAYS = envint("GUEST_LINK_MAX_DAYS", "30")
 # A declared Content-Length over these is refused before the body is read: JSON bodies, and
 # multipart bodies (up to eight references of 30 MB each and the fields).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", str(1024 * 1024))

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import QuerySet
 
-from imagereview.models import Event, Generation, ImageRequest, Publication
+from imagereview.models import Event, Generation, ImageRequest, Publication, Stage
 
 G = Generation.State
 R = ImageRequest.Status
@@ -129,4 +129,37 @@ def record_creation(
         note=note[:2000],
         actor=actor,
         source=source,
+    )
+
+
+def move_stage(
+    image_request: ImageRequest,
+    stage: Stage,
+    *,
+    actor: AbstractBaseUser | None = None,
+    note: str = "",
+    **changes: Any,
+) -> Event:
+    """Move a request to another stage of its workflow, saving `changes` with it, and record
+    the event. Its status stays: the event's subject is the stage, so that the figures of
+    requests leaving review do not count it.
+
+    Call inside `transaction.atomic`, holding the request's row lock.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("move_stage() must run inside transaction.atomic")
+    before = image_request.stage
+    image_request.stage = stage
+    for name, value in changes.items():
+        setattr(image_request, name, value)
+    image_request.save(update_fields=["stage", "updated_at", *changes])
+    moved = f"stage {before.name if before else '-'} -> {stage.name}"
+    return Event.objects.create(
+        subject="stage",
+        request_id=image_request.pk,
+        from_state=image_request.status,
+        to_state=image_request.status,
+        actor=actor,
+        source="review",
+        note=f"{moved} ({note})" if note else moved,
     )

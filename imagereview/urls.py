@@ -5,9 +5,11 @@ from django.urls import path
 from imagereview import api
 from imagereview.views import (
     alerts,
+    annotations,
     assets,
     batch,
     callbacks,
+    guests,
     library,
     notifications,
     operations,
@@ -15,6 +17,7 @@ from imagereview.views import (
     requests,
     review,
     tokens,
+    viewer,
     webhooks,
 )
 
@@ -40,7 +43,40 @@ urlpatterns = [
     path("review/bulk/", review.bulk_decide, name="bulk_decide"),
     path("review/outputs/<int:output_id>/decide/", review.decide, name="decide"),
     path("review/outputs/<int:output_id>/changes/", review.request_changes, name="request_changes"),
+    path("review/outputs/<int:output_id>/view/", viewer.view_output, name="view_output"),
     path("review/decisions/<int:decision_id>/undo/", review.undo, name="undo_decision"),
+    path("outputs/<int:output_id>/notes/", annotations.output_notes, name="output_notes"),
+    path("notes/<int:annotation_id>/resolve/", annotations.resolve_note, name="resolve_note"),
+    path("notes/<int:annotation_id>/reopen/", annotations.reopen_note, name="reopen_note"),
+    path("review/guest-links/", guests.link_list, name="guest_links"),
+    path("review/guest-links/new/", guests.share, name="share_with_guest"),
+    path("review/guest-links/<int:link_id>/revoke/", guests.revoke, name="revoke_guest_link"),
+    path("guest/<str:token>/", guests.guest_home, name="guest_home"),
+    path(
+        "guest/<str:token>/requests/<int:request_id>/",
+        guests.guest_request,
+        name="guest_request",
+    ),
+    path(
+        "guest/<str:token>/outputs/<int:output_id>/decide/",
+        guests.guest_decide,
+        name="guest_decide",
+    ),
+    path(
+        "guest/<str:token>/outputs/<int:output_id>/comment/",
+        guests.guest_comment,
+        name="guest_comment",
+    ),
+    path(
+        "guest/<str:token>/outputs/<int:output_id>/notes/",
+        guests.guest_notes,
+        name="guest_notes",
+    ),
+    path(
+        "guest/<str:token>/assets/<int:asset_id>/<str:variant>/",
+        guests.guest_file,
+        name="guest_file",
+    ),
     path("library/", library.library, name="library"),
     path("library/export/", library.export_zip, name="library_export"),
     path("library/publish/", library.publish_selected, name="library_publish"),

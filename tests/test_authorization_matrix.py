@@ -17,6 +17,8 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from imagereview.actions.annotations import add_annotation
+from imagereview.actions.guests import guest_token, share_requests
 from imagereview.actions.tokens import issue_token
 from imagereview.models import (
     Alert,
@@ -76,7 +78,8 @@ def staff_only(method, path: str, ok=OK) -> Entry:
 # Keyed by URL name. {r} is the requester's request in review, {o} its first output,
 # {p} a publication of that output, {d} a decision on its second output,
 # {g} its first generation, {e} a webhook endpoint, {w} a delivery to it, {a} an open alert,
-# {n} a notification for the requester, {t} an API token of the requester.
+# {n} a notification for the requester, {t} an API token of the requester, {l} a guest link
+# (made by the reviewer) sharing {r}, {k} its token, and {x} a note on {o}.
 MATRIX = {
     "home": get("/", LOGIN, 302, 302, 302, 302),
     "login": get("/login/", 200, 302, 302, 302, 302),
@@ -94,7 +97,23 @@ MATRIX = {
     "bulk_decide": reviewers_only(post, "/review/bulk/"),
     "decide": reviewers_only(post, "/review/outputs/{o}/decide/"),
     "request_changes": reviewers_only(post, "/review/outputs/{o}/changes/"),
+    "view_output": get("/review/outputs/{o}/view/", LOGIN, 200, 404, 200, 200),
     "undo_decision": reviewers_only(post, "/review/decisions/{d}/undo/"),
+    # Notes: the requester reads them (GET) but may not write; another requester never sees.
+    "output_notes": post("/outputs/{o}/notes/", LOGIN, 403, 404, OK, OK),
+    "resolve_note": reviewers_only(post, "/notes/{x}/resolve/"),
+    "reopen_note": reviewers_only(post, "/notes/{x}/reopen/"),
+    "guest_links": reviewers_only(get, "/review/guest-links/", ok=200),
+    "share_with_guest": reviewers_only(post, "/review/guest-links/new/"),
+    "revoke_guest_link": reviewers_only(post, "/review/guest-links/{l}/revoke/"),
+    # A guest is let in by the signed token {k} in the URL alone, whoever is signed in; the
+    # request's page asks for the guest's name first.
+    "guest_home": get("/guest/{k}/", 200, 200, 200, 200, 200),
+    "guest_request": get("/guest/{k}/requests/{r}/", 302, 302, 302, 302, 302),
+    "guest_decide": post("/guest/{k}/outputs/{o}/decide/", OK, OK, OK, OK, OK),
+    "guest_comment": post("/guest/{k}/outputs/{o}/comment/", OK, OK, OK, OK, OK),
+    "guest_notes": get("/guest/{k}/outputs/{o}/notes/", 200, 200, 200, 200, 200),
+    "guest_file": get("/guest/{k}/assets/{o}/file/", 200, 200, 200, 200, 200),
     "library": signed_in(get, "/library/"),
     # The library holds one's own outputs (all of them for reviewers): another requester
     # has nothing to export and is sent back to it.
@@ -188,6 +207,10 @@ def world(db, publish_root: Path) -> SimpleNamespace:
         request=image_request,
     )
     token, _ = issue_token(user=users["requester"], name="laptop", scopes=("read",))
+    link = share_requests(requests=[image_request], created_by=users["reviewer"], may_decide=True)
+    note = add_annotation(
+        output=first, author=users["reviewer"], shape="pin", x=0.5, y=0.5, comment="too dark"
+    )
     publication = publication_of(first)
     published = publish_root / publication.key
     published.parent.mkdir(parents=True)
@@ -203,6 +226,9 @@ def world(db, publish_root: Path) -> SimpleNamespace:
         "a": alert.pk,
         "n": notification.pk,
         "t": token.pk,
+        "l": link.pk,
+        "k": guest_token(link),
+        "x": note.pk,
     }
     return SimpleNamespace(users=users, ids=ids)
 

@@ -31,7 +31,7 @@ from imagereview.models import (
     Generation,
     ImageRequest,
 )
-from imagereview.verdicts import standings
+from imagereview.verdicts import decider, standings
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +203,20 @@ def _count_outputs(counts: dict, requests: dict, request_ids: list[int]) -> None
     decisions = (
         Decision.objects.filter(output_id__in=list(request_of))
         .order_by("created_at", "id")
-        .values_list("output_id", "reviewer_id", "verdict", "reason", "undone_at")
+        .values_list(
+            "output_id",
+            "reviewer_id",
+            "guest_link_id",
+            "guest_name",
+            "verdict",
+            "reason",
+            "undone_at",
+        )
     )
     counting = []
-    for output_id, reviewer_id, verdict, reason, undone_at in decisions:
+    for output_id, reviewer_id, link_id, name, verdict, reason, undone_at in decisions:
         if undone_at is None:
-            counting.append((output_id, reviewer_id, verdict, reason))
+            counting.append((output_id, decider(reviewer_id, link_id, name), verdict, reason))
         else:
             counts[requests[request_of[output_id]][0]][("undone", "")][0] += 1
     tallies = standings((output, reviewer, verdict) for output, reviewer, verdict, _ in counting)

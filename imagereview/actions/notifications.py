@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from imagereview.actions.emails import absolute
+from imagereview.due import due_state
 from imagereview.jobs import enqueue_after_commit
 from imagereview.models import (
     Alert,
@@ -51,6 +52,8 @@ DIGEST_PERIODS = {Digest.HOURLY: timedelta(hours=1), Digest.DAILY: timedelta(day
 # The digest schedule ticks every few minutes: a digest due a little after the tick that
 # just missed it would otherwise slip by a whole tick each period.
 DIGEST_SLACK = timedelta(minutes=1)
+# Past-due and high-priority requests named at the top of a digest, at most, of each kind.
+DIGEST_NAMED = 10
 # An email still unsent this long after its notification lost its job (a broker that forgot
 # it); one older than a day is stale news and stays in the app only.
 EMAIL_LEASE = timedelta(minutes=10)
@@ -277,6 +280,10 @@ def send_review_digests(now: datetime | None = None) -> int:
     by_mode = dict(awaiting.values_list("mode").annotate(n=Count("id")).order_by())
     overdue = awaiting.filter(created_at__lt=overdue_before).count()
     subject, body = _digest_text(figures["total"], figures["oldest"], overdue, by_mode, now)
+    past_due, pressing = _pressing_lines(awaiting, now)
+    if past_due:
+        subject += f", {past_due} past due"
+    body = "\n".join([*pressing, body]) if pressing else body
     sent = 0
     for reviewer in reviewers():
         preference_id = preferences_for(reviewer).pk
@@ -296,6 +303,38 @@ def send_review_digests(now: datetime | None = None) -> int:
             preference.save(update_fields=["last_digest_at", "updated_at"])
         sent += 1
     return sent
+
+
+def _pressing_lines(awaiting: QuerySet[ImageRequest], now: datetime) -> tuple[int, list[str]]:
+    """How many requests are past their due date, and the digest's first lines naming them,
+    then the urgent and high-priority ones, each most pressing first."""
+    late = awaiting.filter(due_at__lt=now)
+    past_due = late.count()
+    lines = []
+    if past_due:
+        lines.append(f"Past due: {past_due}")
+        for item in late.order_by("due_at", "id")[:DIGEST_NAMED]:
+            lines.append(f"- {_digest_item(item, now)}")
+        if past_due > DIGEST_NAMED:
+            lines.append(f"- and {past_due - DIGEST_NAMED} more")
+    high = awaiting.filter(priority__gte=ImageRequest.Priority.HIGH).exclude(due_at__lt=now)
+    named = list(high.order_by("-priority", "created_at", "id")[: DIGEST_NAMED + 1])
+    if named:
+        lines.append("Urgent and high priority:")
+        lines += [f"- {_digest_item(item, now)}" for item in named[:DIGEST_NAMED]]
+        if len(named) > DIGEST_NAMED:
+            lines.append("- and more: sort the queue by priority")
+    return past_due, [*lines, ""] if lines else []
+
+
+def _digest_item(image_request: ImageRequest, now: datetime) -> str:
+    """A request named by its number and link; like the rest of the digest, without its
+    prompt, which an email should not carry."""
+    facts = [image_request.get_priority_display().lower() + " priority"]
+    if state := due_state(image_request, now):
+        facts.insert(0, state.words)
+    url = absolute(reverse("review_detail", args=[image_request.pk]))
+    return f"#{image_request.pk} ({', '.join(facts)}) {url}"
 
 
 def _digest_due(preference: NotificationPreference, now: datetime) -> bool:

@@ -31,6 +31,7 @@ from imagereview.publishing import credentials, manifest, targets
 from imagereview.publishing.signer import SigningConfigurationError
 from imagereview.transitions import lock, move, record_creation
 from imagereview.verdicts import counting_rows, standings
+from imagereview.workflows import following_stage
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,20 @@ def approval_problem(output: Asset, image_request: ImageRequest) -> str | None:
     """Why the output may not be published yet, or None when it is approved."""
     if output.kind != Asset.Kind.OUTPUT:
         return "Only outputs can be published."
-    standing = standings(counting_rows(output=output)).get(output.pk)
-    if standing and standing.approved(image_request.required_approvals):
+    # With review stages, approved means approved in the last one.
+    stage = image_request.stage
+    if following_stage(stage) is not None:
+        return (
+            f"Output {output.pk} has not passed every review stage yet (the request is in "
+            f"{stage.name}); only approved outputs can be published."
+        )
+    rows = counting_rows(output=output, stage_id=image_request.stage_id)
+    standing = standings(rows).get(output.pk)
+    needed = stage.required_approvals if stage else image_request.required_approvals
+    if standing and standing.approved(needed):
         return None
     if standing and standing.rejected:
         return f"Output {output.pk} was rejected; only approved outputs can be published."
-    needed = image_request.required_approvals
     approvals = len(standing.approvals) if standing else 0
     return (
         f"Output {output.pk} is not approved ({approvals} of {needed} "

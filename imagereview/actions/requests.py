@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO
 
 from django.conf import settings
@@ -16,8 +17,9 @@ from imagereview import media
 from imagereview.actions import webhooks
 from imagereview.actions.review import apply_acceptance_rules
 from imagereview.jobs import enqueue_after_commit
-from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.models import Asset, Generation, ImageRequest, Workflow
 from imagereview.transitions import lock, move, record_creation
+from imagereview.workflows import default_workflow, entry_stage
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +50,28 @@ def create_request(
     required_approvals: int = 1,
     approval_quota: int = 1,
     auto_publish: bool | None = None,
+    due_at: datetime | None = None,
+    priority: int = ImageRequest.Priority.NORMAL,
+    workflow: Workflow | None = None,
 ) -> ImageRequest:
     """Record a request with one generation per variant and queue their submission.
 
     References are uploads (stored here) or earlier assets (reused without a copy). Either
-    everything is stored and committed, or nothing is left behind.
+    everything is stored and committed, or nothing is left behind. A new request without a
+    workflow gets the default one, if any; a revision keeps its parent's and starts at the
+    stage the workflow names for revisions.
     """
     if (mode == ImageRequest.Mode.EDIT) != bool(references):
         raise ValueError("an edit needs references and a generation takes none")
     now = timezone.now()
     stored_files: list[str] = []
+    if workflow is None and parent is None:
+        workflow = default_workflow()
     try:
         with transaction.atomic():
             image_request = ImageRequest.objects.create(
+                workflow=workflow,
+                stage=entry_stage(workflow, revision=parent is not None),
                 mode=mode,
                 prompt=prompt,
                 aspect_ratio=aspect_ratio,
@@ -74,12 +85,15 @@ def create_request(
                 required_approvals=required_approvals,
                 approval_quota=min(approval_quota, variants),
                 auto_publish=auto_publish,
+                due_at=due_at,
+                priority=priority,
             )
             record_creation(image_request, source="intake", actor=requester)
             for index, reference in enumerate(references):
                 asset = _reference_asset(image_request, index, reference)
                 if isinstance(reference, ReferenceUpload):
                     stored_files += [asset.file.name, asset.thumbnail.name]
+                    stored_files += [asset.preview.name] if asset.preview else []
             for variant in range(1, variants + 1):
                 # Due at once: the dispatcher hands it a create slot and sends its job.
                 generation = Generation.objects.create(
@@ -104,6 +118,9 @@ def _reference_asset(
             index=index,
             file=reference.file.name,
             thumbnail=reference.thumbnail.name,
+            preview=reference.preview.name,
+            preview_width=reference.preview_width,
+            preview_height=reference.preview_height,
             sha256=reference.sha256,
             bytes=reference.bytes,
             width=reference.width,
@@ -115,9 +132,15 @@ def _reference_asset(
     asset = Asset(
         kind=Asset.Kind.REFERENCE, request=image_request, index=index, **facts.asset_fields()
     )
-    thumbnail = media.make_thumbnail(reference.stream, size=settings.THUMBNAIL_SIZE)
+    # References are shown in A/B beside 4K outputs: they get a preview as outputs do.
+    reduced, preview = media.renditions(
+        reference.stream, size=settings.THUMBNAIL_SIZE, preview_size=media.PREVIEW_SIZE
+    )
     asset.file.save(f"reference.{facts.extension}", File(reference.stream), save=False)
-    asset.thumbnail.save("thumbnail.jpg", ContentFile(thumbnail), save=False)
+    asset.thumbnail.save("thumbnail.jpg", ContentFile(media.jpeg_thumbnail(reduced)), save=False)
+    if preview is not None:
+        asset.preview_width, asset.preview_height = preview.size
+        asset.preview.save("preview.webp", ContentFile(media.webp_preview(preview)), save=False)
     asset.save()
     return asset
 

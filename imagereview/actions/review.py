@@ -3,9 +3,16 @@
 An output is approved once `required_approvals` distinct reviewers approve it; a request is
 approved once `approval_quota` of its outputs are, and rejected once that can no longer
 happen. Requesting changes submits a revision at once and closes this version.
+
+With a workflow, the request goes through its stages in order: each stage's group decides it
+by the stage's own needs, among the outputs the stage before passed (see `workflows`).
+Passing a stage moves the request on; passing the last one approves it.
 """
 
+import io
 import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,11 +21,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from imagereview.actions import notifications, webhooks
+from imagereview import guides
+from imagereview.actions import annotations, notifications, webhooks
 from imagereview.jobs import enqueue_after_commit
-from imagereview.models import Asset, Decision, ImageRequest, Publication
-from imagereview.transitions import lock, move
+from imagereview.models import Annotation, Asset, Decision, ImageRequest, Publication
+from imagereview.transitions import lock, move, move_stage
 from imagereview.verdicts import UNDO_WINDOW, OutputTally, counting_rows, standings
+from imagereview.workflows import following_stage, may_decide_in, stage_rule
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +57,11 @@ class DecisionConflict(DecisionRefused):
 
 
 def tally(image_request: ImageRequest, *, viewer: AbstractBaseUser | None = None) -> dict:
-    """Each output's standing, from the decisions that count (latest per reviewer, not undone)."""
+    """Each output's standing in the request's current stage, from the decisions that count
+    (latest per reviewer, not undone)."""
     return standings(
-        counting_rows(output__request=image_request), viewer_id=viewer.pk if viewer else None
+        counting_rows(output__request=image_request, stage_id=image_request.stage_id),
+        viewer_id=viewer.pk if viewer else None,
     )
 
 
@@ -73,6 +84,12 @@ def check_may_decide(image_request: ImageRequest, reviewer: AbstractBaseUser) ->
         raise DecisionRefused("This request is not awaiting review any more.")
     if reviews_own_request(image_request, reviewer):
         raise DecisionRefused("You asked for this image, so someone else has to review it.")
+    stage = image_request.stage
+    if not may_decide_in(stage, reviewer):
+        raise DecisionRefused(
+            f"This request is in the {stage.name} stage, which only its reviewers "
+            f"({stage.reviewers.name}) decide."
+        )
 
 
 def decide(
@@ -121,37 +138,49 @@ def decide_undecided(
     reason: str = "",
     comment: str = "",
     seen_decision_id: int | None = None,
+    batch: uuid.UUID | None = None,
 ) -> BulkOutcome:
     """Give `verdict` to each output of a request the reviewer has not decided, until it settles.
 
     Outputs already rejected, or already decided by this reviewer, are left alone; an output
     someone else decided after `seen_decision_id` is a conflict, reported and not decided.
+    The decisions carry `batch`, shared by the whole bulk action, so that one undo takes the
+    action back.
     """
     if verdict == V.REJECT and not reason:
         raise DecisionRefused("A reject needs a reason.")
-    outcome = BulkOutcome()
+    outcome, decided = BulkOutcome(), []
     with transaction.atomic():
         image_request = lock(ImageRequest, image_request_id)
         if image_request is None:
             raise DecisionRefused("This request does not exist.")
         check_may_decide(image_request, reviewer)
         standings = tally(image_request, viewer=reviewer)
+        stage_id, up_for_decision = image_request.stage_id, set(stage_rule(image_request).outputs)
         outputs = image_request.assets.filter(kind=Asset.Kind.OUTPUT).select_related("generation")
         for output in outputs.order_by("generation__variant", "generation_id", "index"):
-            if image_request.status != R.IN_REVIEW:
+            # A request that moved on to its next stage awaits that stage's reviewers.
+            if image_request.status != R.IN_REVIEW or image_request.stage_id != stage_id:
                 break
+            if output.pk not in up_for_decision:
+                continue
             newer = _newer_decision(output, reviewer, seen_decision_id)
             if newer:
                 outcome.conflicts.append(
-                    f"{newer.reviewer or 'the acceptance rules'} decided variant "
+                    f"{newer.decided_by()} decided variant "
                     f"{output.generation.variant} ({newer.get_verdict_display().lower()})"
                 )
                 continue
             standing = standings.get(output.pk)
             if standing and (standing.rejected or standing.decided_by_me):
                 continue
-            _record_decision(image_request, output, reviewer, verdict, reason, comment, None)
+            decision = _record_decision(
+                image_request, output, reviewer, verdict, reason, comment, None
+            )
+            decided.append(decision.pk)
             outcome.decided += 1
+        if batch and decided:
+            Decision.objects.filter(pk__in=decided).update(batch=batch)
         outcome.status = image_request.status
     log.info("%s: %s on %s outputs of %s", reviewer, verdict, outcome.decided, image_request_id)
     return outcome
@@ -185,21 +214,36 @@ def _record_decision(
     newer = _newer_decision(output, reviewer, seen_decision_id)
     if newer:
         raise DecisionConflict(
-            f"{newer.reviewer or 'the acceptance rules'} decided this output "
+            f"{newer.decided_by()} decided this output "
             f"({newer.get_verdict_display().lower()}) while you were looking at it. "
             "Review their decision, then decide again."
         )
-    before = _standing_of(output)
+    if image_request.stage_id and output.pk not in stage_rule(image_request).outputs:
+        raise DecisionRefused(
+            "This output did not pass an earlier stage, so it is not up for decision in "
+            f"{image_request.stage.name}."
+        )
+    before = _standing_of(output, image_request)
     decision = Decision.objects.create(
-        output=output, reviewer=reviewer, verdict=verdict, reason=reason, comment=comment
+        output=output,
+        reviewer=reviewer,
+        verdict=verdict,
+        reason=reason,
+        comment=comment,
+        stage=image_request.stage,
     )
     _announce(image_request, output, before, decision)
     _settle_review(image_request, reviewer)
     return decision
 
 
-def _standing_of(output: Asset) -> OutputTally | None:
-    return standings(counting_rows(output=output)).get(output.pk)
+def _standing_of(output: Asset, image_request: ImageRequest | None = None) -> OutputTally | None:
+    """The output's standing in its request's current stage; pass the request read under its
+    lock, or it is read again."""
+    if image_request is None:
+        image_request = ImageRequest.objects.only("stage_id").get(pk=output.request_id)
+    rows = counting_rows(output=output, stage_id=image_request.stage_id)
+    return standings(rows).get(output.pk)
 
 
 def _announce(
@@ -210,8 +254,9 @@ def _announce(
     """
     from imagereview.actions import publishing
 
-    after = _standing_of(output)
-    needed = image_request.required_approvals
+    after = _standing_of(output, image_request)
+    stage = image_request.stage
+    needed = stage.required_approvals if stage else image_request.required_approvals
     data = {
         **output_data(image_request, output),
         "reason": decision.reason,
@@ -219,7 +264,9 @@ def _announce(
         "approvals": len(after.approvals) if after else 0,
         "required_approvals": needed,
     }
-    if after and after.approved(needed) and not (before and before.approved(needed)):
+    # Approved for good (told, published) only once it passes the last stage.
+    final = following_stage(stage) is None
+    if final and after and after.approved(needed) and not (before and before.approved(needed)):
         webhooks.emit("output.approved", data, request_id=image_request.pk)
         if publishes_on_approval(image_request):
             publishing.publish(output=output, actor=None, source="auto-publish", check_file=False)
@@ -260,19 +307,35 @@ def request_changes(
     variants: int,
     comment: str = "",
     edit_from_output: bool = False,
+    annotation_ids: Sequence[int] = (),
+    guide_image: bool = False,
 ) -> ImageRequest:
     """Close this version with a request for changes and submit its revision at once.
 
     The revision keeps the request's mode and references, or, with `edit_from_output`,
-    becomes an edit of this output.
+    becomes an edit of this output. The notes named by `annotation_ids` are marked answered
+    by the revision; with `guide_image`, a copy of the output with them drawn in goes to the
+    provider as a second reference.
     """
-    from imagereview.actions.requests import create_request
+    from imagereview.actions.requests import ReferenceUpload, create_request
 
+    guide = None
+    if annotation_ids and guide_image:
+        if not edit_from_output:
+            raise DecisionRefused(
+                "A guide image goes with an edit of this output: tick “Start the revision as "
+                "an edit of this output”, or leave the guide image out."
+            )
+        # Drawn before taking the lock (a 4K output takes a second); checked again under it.
+        check_may_decide(output.request, reviewer)
+        notes = _notes_to_answer(output, annotation_ids)
+        guide = ReferenceUpload("guide.jpg", io.BytesIO(guides.draw_guide(output, notes)))
     with transaction.atomic():
         image_request = lock(ImageRequest, output.request_id)
         check_may_decide(image_request, reviewer)
+        notes = _notes_to_answer(output, annotation_ids) if annotation_ids else []
         if edit_from_output:
-            mode, references = ImageRequest.Mode.EDIT, [output]
+            mode, references = ImageRequest.Mode.EDIT, [output, guide] if guide else [output]
         else:
             mode = image_request.mode
             references = list(
@@ -292,10 +355,19 @@ def request_changes(
             required_approvals=image_request.required_approvals,
             approval_quota=min(image_request.approval_quota, variants),
             auto_publish=image_request.auto_publish,
+            due_at=image_request.due_at,
+            priority=image_request.priority,
+            workflow=image_request.workflow,
         )
         Decision.objects.create(
-            output=output, reviewer=reviewer, verdict=V.CHANGES, comment=comment, revision=revision
+            output=output,
+            reviewer=reviewer,
+            verdict=V.CHANGES,
+            comment=comment,
+            revision=revision,
+            stage=image_request.stage,
         )
+        Annotation.objects.filter(pk__in=[note.pk for note in notes]).update(answered_by=revision)
         webhooks.emit(
             "request.changes_requested",
             {
@@ -319,19 +391,53 @@ def request_changes(
     return revision
 
 
+def _notes_to_answer(output: Asset, annotation_ids: Sequence[int]) -> list[Annotation]:
+    try:
+        return annotations.notes_to_answer(output, annotation_ids)
+    except annotations.AnnotationRefused as refused:
+        raise DecisionRefused(str(refused)) from refused
+
+
 def undoable_decision(reviewer: AbstractBaseUser) -> Decision | None:
-    """The reviewer's latest approve or reject, on any request, while it can still be undone."""
-    return (
+    """The reviewer's latest decision, on any request, while it is within the undo window.
+
+    Undo means the last thing the reviewer did: a change request (which cannot be undone)
+    is returned too, for the page to say so, rather than an older decision behind it. A
+    decision of a bulk action comes with `batch_requests`, the ids of the requests the
+    action decided, in order.
+    """
+    decision = (
         Decision.objects.filter(
             reviewer=reviewer,
             undone_at__isnull=True,
             created_at__gte=timezone.now() - UNDO_WINDOW,
         )
-        .exclude(verdict=V.CHANGES)
         .select_related("output__generation")
         .order_by("-created_at", "-id")
         .first()
     )
+    if decision is not None:
+        decision.batch_requests = []
+        if decision.batch:
+            together = Decision.objects.filter(batch=decision.batch, undone_at__isnull=True)
+            requests = together.values_list("output__request_id", flat=True)
+            decision.batch_requests = sorted(set(requests))
+    return decision
+
+
+def undo_batch(*, batch: uuid.UUID, reviewer: AbstractBaseUser) -> tuple[list[int], list[str]]:
+    """Take back every decision of one bulk action: the ids of the requests undone, and why
+    any decision could not be (each request is undone, or not, on its own)."""
+    decisions = Decision.objects.filter(batch=batch, reviewer=reviewer, undone_at__isnull=True)
+    undone, refusals = set(), []
+    for decision_id, request_id in decisions.order_by("pk").values_list("pk", "output__request_id"):
+        try:
+            undo_decision(decision_id=decision_id, reviewer=reviewer)
+        except DecisionRefused as refused:
+            refusals.append(f"#{request_id}: {refused}")
+        else:
+            undone.add(request_id)
+    return sorted(undone), refusals
 
 
 def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
@@ -355,6 +461,8 @@ def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
             raise DecisionRefused(
                 "This output is already published: retract the publication instead."
             )
+        if decision.stage_id and decision.stage_id != image_request.stage_id:
+            _return_to_stage(image_request, decision, reviewer)
         decision.undone_at = timezone.now()
         decision.save(update_fields=["undone_at"])
         if image_request.status in (R.IN_REVIEW, R.APPROVED, R.REJECTED):
@@ -370,9 +478,36 @@ def _resettle_after_undo(image_request: ImageRequest, reviewer: AbstractBaseUser
         return
     if image_request.status != R.IN_REVIEW:
         move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
+    standing = _pass_stages(image_request, standing, reviewer, note="undo")
     if standing != R.IN_REVIEW:
         move(image_request, standing, source="review", actor=reviewer, note="undo")
         enqueue_after_commit("notify_request_decided", image_request.pk)
+
+
+def _return_to_stage(
+    image_request: ImageRequest, decision: Decision, reviewer: AbstractBaseUser
+) -> None:
+    """Put the request back in the stage of a decision being undone, which it has since left,
+    unless a later stage has decided on it: their decisions stand, and only they can undo them.
+    """
+    stage = decision.stage
+    later = (
+        Decision.objects.filter(
+            output__request=image_request,
+            undone_at__isnull=True,
+            stage__workflow_id=stage.workflow_id,
+            stage__position__gt=stage.position,
+        )
+        .select_related("stage")
+        .order_by("stage__position", "id")
+        .first()
+    )
+    if later:
+        raise DecisionRefused(
+            f"The request has moved on from {stage.name}: {later.stage.name} have already "
+            "decided on it; ask them."
+        )
+    move_stage(image_request, stage, actor=reviewer, note="undo")
 
 
 def other_claimant(
@@ -424,6 +559,7 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
             verdict=V.REJECT,
             reason=CHECK_REASONS.get(failed[0]["name"], Decision.Reason.OTHER),
             comment="Rejected automatically: " + "; ".join(c["detail"] for c in failed),
+            stage=image_request.stage,
         )
         webhooks.emit(
             "output.rejected",
@@ -442,26 +578,45 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
 
 
 def _standing(image_request: ImageRequest) -> str:
-    """The status the decisions that count put the request in: decided, or still in review."""
-    outputs = list(image_request.assets.filter(kind=Asset.Kind.OUTPUT).values_list("pk", flat=True))
+    """The status the decisions that count put the request in: decided, or still in review.
+
+    In a stage, among the outputs up for decision there and by its needs: APPROVED means the
+    stage is passed, which approves the request only at the last stage.
+    """
+    rule = stage_rule(image_request)
+    outputs = rule.outputs
     standing_of = tally(image_request)
     approved = sum(
         1
         for pk in outputs
-        if pk in standing_of and standing_of[pk].approved(image_request.required_approvals)
+        if pk in standing_of and standing_of[pk].approved(rule.required_approvals)
     )
     rejected = sum(1 for pk in outputs if pk in standing_of and standing_of[pk].rejected)
-    if approved >= image_request.approval_quota:
+    if approved >= rule.approval_quota:
         return R.APPROVED
-    if len(outputs) - rejected < image_request.approval_quota:
+    if len(outputs) - rejected < rule.approval_quota:
         return R.REJECTED
     return R.IN_REVIEW
 
 
-def _settle_review(image_request: ImageRequest, reviewer: AbstractBaseUser | None) -> None:
-    """Close the request once it is decided, releasing its claim. Call while it is in review."""
-    standing = _standing(image_request)
+def _pass_stages(
+    image_request: ImageRequest, standing: str, actor: AbstractBaseUser | None, note: str = ""
+) -> str:
+    """Move the request on through each stage its decisions pass, releasing its claim for the
+    next stage's reviewers; return where it stands in the stage it ends in."""
+    while standing == R.APPROVED and (following := following_stage(image_request.stage)):
+        move_stage(image_request, following, actor=actor, note=note, **RELEASED)
+        standing = _standing(image_request)
+    return standing
+
+
+def _settle_review(
+    image_request: ImageRequest, reviewer: AbstractBaseUser | None, *, source: str = ""
+) -> None:
+    """Close the request once it is decided, or move it on to its next stage, releasing its
+    claim. Call while it is in review."""
+    standing = _pass_stages(image_request, _standing(image_request), reviewer)
     if standing != R.IN_REVIEW:
-        source = "review" if reviewer else "acceptance rules"
+        source = source or ("review" if reviewer else "acceptance rules")
         move(image_request, standing, source=source, actor=reviewer, **RELEASED)
         enqueue_after_commit("notify_request_decided", image_request.pk)

@@ -136,7 +136,9 @@ def _store_output(
 ) -> None:
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as sink:
         _download(url, sink, client=client, policy=policy)
-        facts, reduced = media.inspect_output(sink, size=settings.THUMBNAIL_SIZE)
+        facts, reduced, preview = media.inspect_output(
+            sink, size=settings.THUMBNAIL_SIZE, preview_size=media.PREVIEW_SIZE
+        )
         checks = run_checks(generation.request, facts, reduced)
         thumbnail = media.jpeg_thumbnail(reduced)
         asset = Asset(
@@ -151,6 +153,9 @@ def _store_output(
         )
         asset.file.save(f"output.{facts.extension}", File(sink), save=False)
     asset.thumbnail.save("thumbnail.jpg", ContentFile(thumbnail), save=False)
+    if preview is not None:
+        asset.preview_width, asset.preview_height = preview.size
+        asset.preview.save("preview.webp", ContentFile(media.webp_preview(preview)), save=False)
     try:
         with transaction.atomic():
             asset.save()
@@ -159,9 +164,9 @@ def _store_output(
     except IntegrityError:
         # Another run stored this output first; drop our copy unless it is the same file.
         existing = Asset.objects.filter(generation=generation, index=index).first()
-        for field in ("file", "thumbnail"):
+        for field in ("file", "thumbnail", "preview"):
             name = getattr(asset, field).name
-            if not existing or getattr(existing, field).name != name:
+            if name and (not existing or getattr(existing, field).name != name):
                 getattr(asset, field).storage.delete(name)
 
 

@@ -34,6 +34,9 @@ FORM_FIELDS = (
     "approval_quota",
     "auto_reject",
     "auto_publish",
+    "due_at",
+    "priority",
+    "workflow",
 )
 REFERENCE_LISTS = ("reference_urls", "reference_output_ids")
 PAGE_KEY = ("id",)

@@ -4,7 +4,7 @@ Input shapes document the bodies only: the fields are validated by the same Djan
 the pages and the CSV batch use, so a rule changed there changes here.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -70,6 +70,8 @@ class RequestSummary(Schema):
     revision: int
     parent_id: int | None
     requester: str
+    due_at: datetime | None
+    priority: Literal["low", "normal", "high", "urgent"]
     created_at: datetime
     updated_at: datetime
     url: str
@@ -147,6 +149,8 @@ class RequestDetail(RequestSummary):
     output_format: str
     required_approvals: int
     approval_quota: int
+    workflow: str | None = Field(description="The review workflow's name; null: no stages.")
+    stage: str | None = Field(description="The stage the request is in, or was decided in.")
     credits: Decimal
     generations: list[GenerationOut]
     outputs: list[OutputOut]
@@ -215,6 +219,17 @@ class RequestCreate(Input):
     )
     auto_reject: bool | None = Field(None, description="Reject outputs failing a check.")
     auto_publish: bool | None = Field(None, description="Null: as the site is set up.")
+    due_at: datetime | date | None = Field(
+        None,
+        description="When the review is due, not in the past: a date (its end) or date and "
+        "time, in the site's time zone unless an offset is given. Null: no due date.",
+    )
+    priority: Literal["low", "normal", "high", "urgent"] | None = Field(
+        None, description="Default normal."
+    )
+    workflow: str | None = Field(
+        None, description="A review workflow, by name. Null: the default workflow, if one is set."
+    )
     reference_urls: list[str] = Field([], max_length=MAX_REFERENCES)
     reference_output_ids: list[int] = Field([], max_length=MAX_REFERENCES)
 

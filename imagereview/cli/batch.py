@@ -22,7 +22,13 @@ COLUMNS = (
     "required_approvals",
     "approval_quota",
     "auto_publish",
+    "auto_reject",
+    "due",
+    "priority",
+    "workflow",
 )
+# The API field of a column named otherwise.
+API_NAMES = {"due": "due_at"}
 NUMBER_COLUMNS = {"variants", "required_approvals", "approval_quota"}
 YES_NO = {"yes": True, "true": True, "no": False, "false": False}
 
@@ -97,7 +103,7 @@ def _row(number: int, columns: list[str], cells: list[str], file_hash: str) -> B
     body: dict[str, object] = {"mode": "generate"}
     for name, cell in zip(columns, cells, strict=False):
         if value := cell.strip():
-            body[name] = _value(name, value)
+            body[API_NAMES.get(name, name)] = _value(name, value)
     errors = ()
     # Spreadsheets pad rows with empty cells; only a value past the last column is a mistake.
     if any(cell.strip() for cell in cells[len(columns) :]):
@@ -111,6 +117,6 @@ def _value(column: str, value: str) -> object:
     server to explain."""
     if column in NUMBER_COLUMNS and value.isdigit():
         return int(value)
-    if column == "auto_publish":
+    if column in ("auto_publish", "auto_reject"):
         return YES_NO.get(value.lower(), value)
     return value

@@ -25,6 +25,8 @@ REQUEST_OPTIONS = {
     "approvals": "required_approvals",
     "quota": "approval_quota",
     "auto_publish": "auto_publish",
+    "due": "due_at",
+    "priority": "priority",
 }
 MAX_PAGE = 100
 

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="publish outputs as soon as they are approved (default: as the site is set up)",
     )
+    review.add_argument(
+        "--due", help="when the review is due: 2026-12-24 (that day's end) or 2026-12-24T17:00"
+    )
+    review.add_argument("--priority", choices=["low", "normal", "high", "urgent"])
     follow = creating.add_argument_group("following the request")
     follow.add_argument(
         "--wait", action="store_true", help="show progress until the request is in review"

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from imagereview.models import Asset, Decision, Generation, ImageRequest, Publication
-from imagereview.verdicts import standings
+from imagereview.verdicts import decider, standings
 
 MANIFEST_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
@@ -61,7 +61,7 @@ def manifests_for(outputs: Sequence[Asset]) -> dict[int, dict]:
     ):
         decisions.setdefault(decision.output_id, []).append(decision)
     standing = standings(
-        (d.output_id, d.reviewer_id, d.verdict)
+        (d.output_id, decider(d.reviewer_id, d.guest_link_id, d.guest_name), d.verdict)
         for rows in decisions.values()
         for d in rows
         if d.undone_at is None
@@ -199,9 +199,7 @@ def _manifest(
                 "reason": decision.reason,
                 "comment": decision.comment,
                 "at": iso(decision.created_at),
-                "reviewer": _person(decision.reviewer, "reviewer")
-                if decision.reviewer
-                else {"role": "acceptance rules", "name": None},
+                "reviewer": _decider(decision),
                 "undone_at": iso(decision.undone_at),
             }
             for decision in decisions
@@ -266,6 +264,16 @@ def publication_block(
 def _approved_at(decisions: list[Decision]) -> datetime | None:
     approvals = [d for d in decisions if d.verdict == Decision.Verdict.APPROVE and not d.undone_at]
     return approvals[-1].created_at if approvals else None
+
+
+def _decider(decision: Decision) -> dict:
+    """Who decided: a reviewer, a guest (by the name given and the link), or the rules."""
+    if decision.guest_link_id is not None:
+        name = f"{decision.guest_name} (guest link #{decision.guest_link_id})"
+        return {"role": "guest", "name": name if settings.MANIFEST_REVIEWER_NAMES else None}
+    if decision.reviewer is None:
+        return {"role": "acceptance rules", "name": None}
+    return _person(decision.reviewer, "reviewer")
 
 
 def _person(user: AbstractBaseUser, role: str) -> dict:

@@ -20,7 +20,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from imagereview.models import Asset, Decision, ImageRequest, Publication
+from imagereview.models import Asset, Decision, ImageRequest, Publication, Stage
 from imagereview.queries import outcomes
 from imagereview.queries.pages import keyset_page
 from imagereview.roles import is_reviewer
@@ -148,7 +148,7 @@ def library_page(
 ) -> LibraryPage:
     """One page of the library, newest first, each request with its outputs' verdicts and
     publications. The same number of queries for a page of 1 request or of `size`."""
-    requests = library_requests(viewer=viewer, filters=filters).select_related("requester")
+    requests = library_requests(viewer=viewer, filters=filters).select_related("requester", "stage")
     page = keyset_page(requests, newest_first=True, cursor=cursor, size=size, key=ORDER)
     outcomes.mark_live_publications(page.rows)
     rows = {image_request.pk: LibraryRow(image_request) for image_request in page.rows}
@@ -159,7 +159,14 @@ def library_page(
         .order_by("request_id", "generation__variant", "generation_id", "index")
     )
     output_ids = [output.pk for output in outputs]
-    tallies = standings(counting_rows(output_id__in=output_ids))
+    # In a workflow, the verdicts of the stage the request is in count: one query per stage.
+    by_stage: dict[int | None, list[int]] = {}
+    for output in outputs:
+        stage_id = rows[output.request_id].image_request.stage_id
+        by_stage.setdefault(stage_id, []).append(output.pk)
+    tallies = {}
+    for stage_id, ids in by_stage.items():
+        tallies |= standings(counting_rows(output_id__in=ids, stage_id=stage_id))
     publications = _publication_states(output_ids)
     for output in outputs:
         row = rows[output.request_id]
@@ -216,25 +223,39 @@ def export_outputs(
 
 def approved(outputs: QuerySet[Asset]) -> QuerySet[Asset]:
     """The approved ones of `outputs`, decided in the database as `verdicts.standings` decides
-    in Python: each reviewer's latest decision that is not undone counts."""
+    in Python: each reviewer's (or guest's) latest decision that is not undone counts, and
+    the guests of one link count as one approver."""
+    same_decider = Q(reviewer=OuterRef("reviewer"), guest_link__isnull=True) | Q(
+        guest_link=OuterRef("guest_link"), guest_name__iexact=OuterRef("guest_name")
+    )
     superseded = Decision.objects.filter(
-        output=OuterRef("output"), reviewer=OuterRef("reviewer"), undone_at__isnull=True
+        same_decider, output=OuterRef("output"), undone_at__isnull=True
     ).filter(
         Q(created_at__gt=OuterRef("created_at"))
         | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
     )
-    counting = Decision.objects.filter(output=OuterRef("pk"), undone_at__isnull=True).exclude(
-        Exists(superseded)
+    # In a workflow, the verdicts of the stage the request is in (its last, once approved).
+    counting = (
+        Decision.objects.filter(output=OuterRef("pk"), undone_at__isnull=True)
+        .filter(Q(stage__isnull=True) | Q(stage=OuterRef("request__stage")))
+        .exclude(Exists(superseded))
+    )
+    later_stage = Stage.objects.filter(
+        workflow=OuterRef("request__workflow"), position__gt=OuterRef("request__stage__position")
     )
     approvals = (
         counting.filter(verdict=V.APPROVE)
         .order_by()
         .values("output")
-        .annotate(n=Count("reviewer", distinct=True))
+        .annotate(n=Count("reviewer", distinct=True) + Count("guest_link", distinct=True))
         .values("n")
     )
     return (
         outputs.exclude(Exists(counting.filter(verdict=V.REJECT)))
+        .exclude(Exists(later_stage))
         .alias(approvals=Coalesce(Subquery(approvals, output_field=IntegerField()), 0))
-        .filter(approvals__gte=F("request__required_approvals"))
+        .filter(
+            Q(request__stage__isnull=True, approvals__gte=F("request__required_approvals"))
+            | Q(approvals__gte=F("request__stage__required_approvals"))
+        )
     )

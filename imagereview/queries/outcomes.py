@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q
 
 from imagereview.models import Asset, Decision, Generation, ImageRequest, Publication
 from imagereview.roles import is_reviewer
-from imagereview.verdicts import OutputTally, standings
+from imagereview.verdicts import Decider, OutputTally, decider, standings
 
 R = ImageRequest.Status
 V = Decision.Verdict
@@ -154,11 +154,14 @@ class RequestOutcome:
     @property
     def requirement(self) -> str:
         """The review requirement and the standing against it."""
-        quota = self.image_request.approval_quota
-        line = f"Needs {quota} approved output{'' if quota == 1 else 's'}, "
+        stage = self.image_request.stage
+        quota = stage.approval_quota if stage else self.image_request.approval_quota
+        needed = stage.required_approvals if stage else self.image_request.required_approvals
+        line = f"Stage {stage.position}, {stage.name}: needs " if stage else "Needs "
+        line += f"{quota} approved output{'' if quota == 1 else 's'}, "
         line += f"{self.approved_outputs} so far"
-        if self.image_request.required_approvals > 1:
-            line += f"; each output needs {self.image_request.required_approvals} approvals"
+        if needed > 1:
+            line += f"; each output needs {needed} approvals"
         return line
 
 
@@ -189,7 +192,12 @@ def request_outcome(
         .select_related("reviewer")
         .order_by("created_at", "id")
     )
-    tallies = standings((d.output_id, d.reviewer_id, d.verdict) for d in decisions)
+    # In a workflow, the verdicts of the stage the request is in (or was decided in) count.
+    tallies = standings(
+        (d.output_id, decider(d.reviewer_id, d.guest_link_id, d.guest_name), d.verdict)
+        for d in decisions
+        if d.stage_id == image_request.stage_id
+    )
     publications: dict[int, list[PublicationOutcome]] = defaultdict(list)
     for publication in (
         Publication.objects.filter(request=image_request)
@@ -256,9 +264,9 @@ def _notes_and_revisions(
     decisions: list[Decision], linked: dict[int, ImageRequest], show_names: bool
 ) -> tuple[dict[int, list[Note]], dict[int, ImageRequest]]:
     """What each reviewer said last on each output, and the revision it started, if any."""
-    latest: dict[tuple[int, int | None], Decision] = {}
-    for decision in decisions:
-        latest[(decision.output_id, decision.reviewer_id)] = decision
+    latest: dict[tuple[int, Decider], Decision] = {}
+    for d in decisions:
+        latest[(d.output_id, decider(d.reviewer_id, d.guest_link_id, d.guest_name))] = d
     notes: dict[int, list[Note]] = defaultdict(list)
     revisions: dict[int, ImageRequest] = {}
     for decision in sorted(latest.values(), key=lambda d: (d.created_at, d.pk)):
@@ -285,6 +293,8 @@ def _verdict_key(verdict: str) -> str:
 
 
 def _decided_by(decision: Decision, show_names: bool) -> str:
+    if decision.guest_link_id is not None:
+        return f"{decision.guest_name} (guest)" if show_names else "a guest reviewer"
     if decision.reviewer is None:
         return "the acceptance rules"
     if not show_names:
@@ -320,7 +330,11 @@ def _output_outcome(
         verdict=verdict,
         verdict_words=VERDICT_WORDS[verdict],
         approvals=len(standing.approvals),
-        approvals_needed=image_request.required_approvals,
+        approvals_needed=(
+            image_request.stage.required_approvals
+            if image_request.stage_id
+            else image_request.required_approvals
+        ),
         notes=notes,
         publications=publications,
         revision=revision,
@@ -335,7 +349,8 @@ def output_verdict(image_request: ImageRequest, standing: OutputTally | None) ->
         return REJECTED
     if standing.changes:
         return CHANGES
-    if standing.approved(image_request.required_approvals):
+    stage = image_request.stage if image_request.stage_id else None
+    if standing.approved(stage.required_approvals if stage else image_request.required_approvals):
         return APPROVED
     if image_request.status in (R.GENERATING, R.IN_REVIEW):
         return AWAITING

@@ -14,6 +14,7 @@ from imagereview.actions.account import get_account
 from imagereview.bodylimits import too_large_uploads
 from imagereview.forms import EditRequestForm, GenerationRequestForm
 from imagereview.models import Asset, Generation, ImageRequest
+from imagereview.queries.annotations import attach_notes
 from imagereview.queries.outcomes import mark_live_publications, request_outcome
 from imagereview.roles import is_reviewer
 
@@ -140,6 +141,7 @@ def _get_request_for_user(request: HttpRequest, request_id: int) -> ImageRequest
 def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     image_request = _get_request_for_user(request, request_id)
     outcome = request_outcome(image_request, viewer=request.user)
+    attach_notes([item.output for variant in outcome.variants for item in variant.outputs])
     generating = image_request.status == ImageRequest.Status.GENERATING
     context = {
         "image_request": image_request,

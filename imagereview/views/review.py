@@ -1,5 +1,6 @@
 """Reviewers: the queue of requests awaiting review, the review page and decisions."""
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,15 +17,26 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from imagereview import actions
 from imagereview.diffs import prompt_diff
-from imagereview.forms import BulkDecisionForm, ChangesForm, DecisionForm, QueueFilterForm
+from imagereview.forms import (
+    PRIORITY_NAMES,
+    BulkDecisionForm,
+    ChangesForm,
+    DecisionForm,
+    QueueFilterForm,
+)
 from imagereview.models import Asset, Decision, ImageRequest, Publication
-from imagereview.queries.pages import Page, beyond, encode_cursor, keyset_page, ordering
+from imagereview.queries.annotations import attach_answered, attach_notes
+from imagereview.queries.pages import Page, encode_cursor
 from imagereview.queries.queue import status_counts
+from imagereview.queries.queue_order import first_in_order, neighbour, queue_page
+from imagereview.queries.revisions import revision_chain
+from imagereview.queries.stages import in_stages_of, stage_counts, stage_panel
 from imagereview.roles import reviewer_required
+from imagereview.workflows import stage_rule
 
 R = ImageRequest.Status
 PAGE_SIZE = 24
-FILTER_NAMES = ("mode", "requester", "flagged", "age", "sort")
+FILTER_NAMES = ("mode", "requester", "flagged", "age", "sort", "overdue", "priority", "stage")
 AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
 
@@ -42,6 +54,14 @@ def _queue_queryset(filters: dict) -> QuerySet[ImageRequest]:
         queryset = queryset.filter(created_at__gte=cutoff)
     elif age == "older":
         queryset = queryset.filter(created_at__lt=timezone.now() - AGES["day"])
+    if filters.get("overdue"):
+        queryset = queryset.filter(due_at__lt=timezone.now())
+    if filters.get("priority") in PRIORITY_NAMES:
+        queryset = queryset.filter(priority__gte=PRIORITY_NAMES[filters["priority"]])
+    if filters.get("stage") == "none":
+        queryset = queryset.filter(stage__isnull=True)
+    elif filters.get("stage"):
+        queryset = queryset.filter(stage_id=filters["stage"])
     return queryset
 
 
@@ -50,8 +70,9 @@ def _queue_filters(request: HttpRequest) -> tuple[QueueFilterForm, dict, str]:
     form = QueueFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     kept = {name: filters[name] for name in FILTER_NAMES if filters.get(name)}
-    if kept.get("flagged"):
-        kept["flagged"] = "on"
+    for name in ("flagged", "overdue"):
+        if kept.get(name):
+            kept[name] = "on"
     return form, filters, urlencode(kept)
 
 
@@ -64,14 +85,14 @@ def queue_cursor(image_request: ImageRequest) -> str:
     return encode_cursor(image_request)
 
 
-def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str) -> Page:
+def _page(queryset: QuerySet[ImageRequest], *, sort: str, cursor: str) -> Page:
     """One page of the queue, each request with its output thumbnails."""
     thumbnails = Asset.objects.filter(kind=Asset.Kind.OUTPUT).only("pk", "request_id", "thumbnail")
-    return keyset_page(
-        queryset.select_related("requester", "claimed_by").prefetch_related(
+    return queue_page(
+        queryset.select_related("requester", "claimed_by", "stage").prefetch_related(
             Prefetch("assets", queryset=thumbnails, to_attr="outputs")
         ),
-        newest_first=newest_first,
+        sort=sort,
         cursor=cursor,
         size=PAGE_SIZE,
     )
@@ -81,10 +102,9 @@ def _page(queryset: QuerySet[ImageRequest], *, newest_first: bool, cursor: str) 
 @require_GET
 def review_queue(request: HttpRequest) -> HttpResponse:
     form, filters, filter_query = _queue_filters(request)
-    newest_first = filters.get("sort") == "newest"
-    rows, next_cursor = _page(
-        _queue_queryset(filters), newest_first=newest_first, cursor=filters.get("after", "")
-    )
+    sort, cursor = filters.get("sort") or "oldest", filters.get("after", "")
+    queryset = in_stages_of(_queue_queryset(filters), request.user)
+    rows, next_cursor = _page(queryset, sort=sort, cursor=cursor)
     for row in rows:
         row.reviewed_by = actions.review.other_claimant(row, request.user)
         row.own = actions.review.reviews_own_request(row, request.user)
@@ -96,6 +116,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "queue_suffix": _with_query("", filter_query),
         "paged": bool(filters.get("after")),
         "counts": status_counts(),
+        "stage_counts": stage_counts(request.user),
         "reasons": Decision.Reason.choices,
         "undoable": actions.review.undoable_decision(request.user),
         "seen_decision_id": Decision.objects.order_by("-pk").values_list("pk", flat=True).first()
@@ -115,6 +136,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
                 messages.error(request, error)
         return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
     data = form.cleaned_data
+    batch = uuid.uuid4()  # one undo takes back the whole action
     for pk in sorted(set(data["requests"])):
         try:
             outcome = actions.review.decide_undecided(
@@ -124,6 +146,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
                 reason=data["reason"],
                 comment=data["comment"],
                 seen_decision_id=data["seen_decision_id"],
+                batch=batch,
             )
         except actions.DecisionRefused as refused:
             messages.error(request, f"#{pk}: {refused}")
@@ -146,36 +169,9 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("review_queue") + "?" + request.POST.get("filter_query", ""))
 
 
-# The whole family of a request, in one query: up the parents to the first version, then
-# down every revision from there.
-FAMILY_SQL = """
-WITH RECURSIVE ancestors(id, parent_id) AS (
-    SELECT id, parent_id FROM {table} WHERE id = %s
-    UNION ALL
-    SELECT r.id, r.parent_id FROM {table} r JOIN ancestors a ON r.id = a.parent_id
-), family(id) AS (
-    SELECT id FROM ancestors WHERE parent_id IS NULL
-    UNION ALL
-    SELECT r.id FROM {table} r JOIN family f ON r.parent_id = f.id
-)
-SELECT * FROM {table} WHERE id IN (SELECT id FROM family)
-"""
-
-
 def _revision_chain(image_request: ImageRequest) -> list[dict]:
     """Every version of the request, oldest first, with each prompt's changes."""
-    sql = FAMILY_SQL.format(table=ImageRequest._meta.db_table)
-    family = {version.pk: version for version in ImageRequest.objects.raw(sql, [image_request.pk])}
-    family[image_request.pk] = image_request
-    first_revision: dict[int, ImageRequest] = {}
-    for version in sorted(family.values(), key=lambda version: (version.created_at, version.pk)):
-        if version.parent_id:
-            first_revision.setdefault(version.parent_id, version)
-    chain = [image_request]
-    while chain[0].parent_id in family:
-        chain.insert(0, family[chain[0].parent_id])
-    while chain[-1].pk in first_revision:
-        chain.append(first_revision[chain[-1].pk])
+    chain = revision_chain(image_request)
     versions = []
     for previous, version in zip([None, *chain], chain, strict=False):
         versions.append(
@@ -197,7 +193,14 @@ def _reviewable(queryset: QuerySet[ImageRequest], reviewer) -> QuerySet[ImageReq
     )
     if settings.REVIEW_FORBID_SELF_APPROVAL:
         queryset = queryset.exclude(requester=reviewer)
-    mine = Decision.objects.filter(output=OuterRef("pk"), reviewer=reviewer, undone_at__isnull=True)
+    queryset = in_stages_of(queryset, reviewer)
+    # Decided in the stage the request is in now (an earlier stage's verdicts do not count).
+    mine = Decision.objects.filter(
+        Q(stage__isnull=True) | Q(stage=OuterRef("request__stage")),
+        output=OuterRef("pk"),
+        reviewer=reviewer,
+        undone_at__isnull=True,
+    )
     undecided = Asset.objects.filter(request=OuterRef("pk"), kind=Asset.Kind.OUTPUT).exclude(
         Exists(mine)
     )
@@ -212,12 +215,10 @@ def _next_in_queue(
     Going forward wraps round to the start of the queue; going back stops at its start.
     """
     queryset = _reviewable(_queue_queryset(filters), reviewer).exclude(pk=image_request.pk)
-    ascending = backwards == (filters.get("sort") == "newest")
-    order = ordering(ascending=ascending)
-    after = beyond((image_request.created_at, image_request.pk), ascending=ascending)
-    found = queryset.filter(after).order_by(*order).only("pk").first()
+    sort = filters.get("sort") or "oldest"
+    found = neighbour(queryset, image_request, sort=sort, backwards=backwards)
     if found is None and not backwards:
-        found = queryset.order_by(*order).only("pk").first()
+        found = first_in_order(queryset, sort=sort)
     return found
 
 
@@ -250,7 +251,9 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         .order_by("generation__variant", "generation_id", "index")
     )
     standings = actions.tally(image_request, viewer=reviewer)
+    rule = stage_rule(image_request)
     initial = ChangesForm.initial_for(image_request)
+    attach_notes(outputs)
     for output in outputs:
         standing = standings.get(output.pk)
         output.verdict = standing.verdict if standing else ""
@@ -258,7 +261,11 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         output.mine = standing.decided_by_me if standing else ""
         output.seen = output.decisions.all()[0].pk if output.decisions.all() else 0
         output.publication = next(iter(output.publications.all()), None)
-        output.publishable = bool(standing and standing.approved(image_request.required_approvals))
+        output.publishable = bool(
+            standing and rule.following is None and standing.approved(rule.required_approvals)
+        )
+        # In a later stage, an output the stage before did not pass is not decided again.
+        output.held_back = output.pk not in rule.outputs
         output.changes_form = ChangesForm(
             initial=initial, auto_id=_changes_id(output), output=output
         )
@@ -269,7 +276,7 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "references": references,
         "credits": image_request.generations.aggregate(total=Sum("credits"))["total"] or 0,
         "failed_generations": image_request.generations.filter(state__in=["failed", "timed_out"]),
-        "versions": _revision_chain(image_request),
+        "versions": attach_answered(_revision_chain(image_request)),
         "reasons": Decision.Reason.choices,
         "next_request": _next_in_queue(image_request, reviewer, filters),
         "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
@@ -277,6 +284,8 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "claim_renew_seconds": int(actions.review.CLAIM_RENEW.total_seconds()),
         "own_request": image_request.requester_id == reviewer.pk,
         "may_not_review": actions.review.reviews_own_request(image_request, reviewer),
+        "required_approvals": rule.required_approvals,
+        "stages": stage_panel(image_request, reviewer),
         "undoable": actions.review.undoable_decision(reviewer),
     }
 
@@ -317,12 +326,15 @@ def release_claim(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 def _after_decision(request: HttpRequest, image_request: ImageRequest, **extra) -> HttpResponse:
-    """Show the updated page; once the request is decided, open the next item by itself."""
+    """Show the updated page; once the request is decided, or has moved on to its next stage,
+    open the next item by itself."""
+    stage_before = image_request.stage_id
     image_request.refresh_from_db()
     if not request.htmx and "changes_form" not in extra:
         _, _, query = _queue_filters(request)
         return redirect(_with_query(reverse("review_detail", args=[image_request.pk]), query))
-    if image_request.status != R.IN_REVIEW and not extra:
+    moved_on = image_request.stage_id != stage_before
+    if (image_request.status != R.IN_REVIEW or moved_on) and not extra:
         return HttpResponseClientRedirect(_next_url(request, image_request))
     context = _review_context(request, image_request) | extra
     for output in context["outputs"]:
@@ -395,6 +407,8 @@ def _changes_id(output: Asset) -> str:
 def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
     """Undo from the page of the decided request, or from whatever page the reviewer is on."""
     decision = get_object_or_404(Decision.objects.select_related("output__request"), pk=decision_id)
+    if decision.batch and decision.reviewer_id == request.user.pk:
+        return _undo_bulk(request, decision)
     image_request = decision.output.request
     try:
         actions.undo_decision(decision_id=decision.pk, reviewer=request.user)
@@ -409,3 +423,17 @@ def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
         target = _with_query(reverse("review_detail", args=[image_request.pk]), query)
         return HttpResponseClientRedirect(target)
     return _after_decision(request, image_request, **outcome)
+
+
+def _undo_bulk(request: HttpRequest, decision: Decision) -> HttpResponse:
+    """Take back a whole bulk action and stay on (or go back to) the queue."""
+    undone, refusals = actions.review.undo_batch(batch=decision.batch, reviewer=request.user)
+    if undone:
+        verb = "approve" if decision.verdict == Decision.Verdict.APPROVE else "reject"
+        items = ", ".join(f"#{pk}" for pk in undone)
+        messages.success(request, f"Undone: your bulk {verb} of {items}.")
+    for refusal in refusals:
+        messages.error(request, refusal)
+    _, _, query = _queue_filters(request)
+    target = _with_query(reverse("review_queue"), query)
+    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)

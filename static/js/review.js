@@ -48,10 +48,28 @@
     decide("reject", reason);
   }
 
+  // Images show their preview until the zoom asks for more pixels than it has; then the
+  // original takes its place (the preview stays on screen until the original is loaded).
+  function sharpen(img) {
+    const original = img.dataset.original;
+    if (!original || img.dataset.sharpening === original || !img.naturalWidth) return;
+    if (img.currentSrc.endsWith(original) || img.getAttribute("src") === original) return;
+    const needed = img.getBoundingClientRect().width * (window.devicePixelRatio || 1);
+    const shown = Math.min(img.naturalWidth, Number(img.dataset.originalWidth || Infinity));
+    if (needed <= shown) return;
+    img.dataset.sharpening = original;
+    const full = new Image();
+    full.onload = () => {
+      if (img.dataset.original === original) img.src = original;
+    };
+    full.src = original;
+  }
+
   function applyZoom() {
     const transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
     document.querySelectorAll("#review-body .zoomable img").forEach((img) => {
       img.style.transform = transform;
+      sharpen(img);
     });
     const level = document.querySelector("#review-body .zoom-level");
     if (level) level.textContent = `${Math.round(view.scale * 100)}%`;
@@ -80,8 +98,25 @@
     all.forEach((card, i) => card.classList.toggle("selected", i === view.selected));
     const chosen = selectedOutput();
     const after = document.querySelector("#review-body [data-compare-after]");
-    if (after) after.src = chosen.dataset.file;
-    chosen.scrollIntoView({ block: "nearest" });
+    if (after && after.dataset.original !== chosen.dataset.file) {
+      after.src = chosen.dataset.preview || chosen.dataset.file;
+      after.dataset.original = chosen.dataset.file;
+      after.dataset.originalWidth = chosen.dataset.originalWidth;
+      delete after.dataset.sharpening;
+      after.addEventListener("load", () => sharpen(after), { once: true });
+    }
+    reveal(chosen);
+  }
+
+  // Scroll only when the card's head is out of sight, and then to its head (scroll-margin-top
+  // keeps it clear of the sticky header): "nearest" on a card taller than the window
+  // scrolled the toolbar and the undo bar away on every load.
+  function reveal(card) {
+    const header = document.querySelector(".topbar");
+    const top = header ? header.getBoundingClientRect().bottom : 0;
+    const head = card.getBoundingClientRect().top;
+    if (head >= top && head <= window.innerHeight - 120) return;
+    card.scrollIntoView({ block: "start" });
   }
 
   function applyCompare() {
@@ -151,6 +186,7 @@
       r: () => selectedOutput() && selectedOutput().querySelector("form.decision")
         && openDialog("reason-picker"),
       c: openChanges,
+      f: () => selectedOutput() && window.location.assign(selectedOutput().dataset.viewer),
       u: () => document.getElementById("undo")?.click(),
       v: () => { view.compare = !view.compare; applyCompare(); },
       "+": () => zoom(1.25),

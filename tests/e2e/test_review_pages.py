@@ -185,7 +185,9 @@ def test_the_queue_filters_have_labels(live_server, new_page, reviewer):
     for label in ("Mode", "Age", "Sort", "Requester"):
         expect(page.get_by_label(label, exact=True)).to_be_visible()
     page.get_by_label("Sort", exact=True).select_option("newest")
-    expect(page).to_have_url(f"{live_server.url}/review/?mode=&requester=&age=&sort=newest")
+    expect(page).to_have_url(
+        f"{live_server.url}/review/?mode=&requester=&age=&sort=newest&priority="
+    )
 
 
 def test_dialogs_are_modal_clickable_and_close_on_escape(
