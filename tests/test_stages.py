@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -703,3 +704,14 @@ def test_queue_counts_what_awaits_in_each_of_the_reviewers_stages(
     ]
     assert 'id="stage-counts"' in response.content.decode()
     assert client_for(reviewer).get(reverse("review_queue")).context["stage_counts"] == []
+
+
+def test_csv_preview_shows_the_workflow_each_row_will_use(requester_client, workflow):
+    text = 'prompt,workflow\na kite,"Creative, then Brand and legal"\na boat,\n'
+    upload = SimpleUploadedFile("batch.csv", text.encode(), content_type="text/csv")
+    response = requester_client.post(reverse("import_batch"), {"file": upload})
+
+    assert response.status_code == 200
+    assert "<th>Review stages</th>" in response.content.decode()
+    assert "<td>Creative, then Brand and legal</td>" in response.content.decode()
+    assert "<td>The default</td>" in response.content.decode()
