@@ -11,9 +11,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imagereview import actions
+from imagereview.actions import notifications
 from imagereview.actions.review import DecisionRefused
 from imagereview.batch import import_rows, parse_batch
-from imagereview.models import Decision, Event, ImageRequest, Stage, WebhookEvent, Workflow
+from imagereview.models import (
+    Decision,
+    Event,
+    ImageRequest,
+    Notification,
+    NotificationPreference,
+    Stage,
+    WebhookEvent,
+    Workflow,
+)
 from imagereview.roles import REQUESTERS, REVIEWERS
 from tests.api_support import token_client
 from tests.conftest import client_for, make_user
@@ -715,3 +725,36 @@ def test_csv_preview_shows_the_workflow_each_row_will_use(requester_client, work
     assert "<th>Review stages</th>" in response.content.decode()
     assert "<td>Creative, then Brand and legal</td>" in response.content.decode()
     assert "<td>The default</td>" in response.content.decode()
+
+
+# The reviewers' digest: what awaits each reviewer in their own stages.
+
+
+def digests_of(user) -> list[Notification]:
+    return list(Notification.objects.filter(recipient=user, kind=notifications.REVIEW_DIGEST))
+
+
+def test_digest_counts_only_the_stages_a_reviewer_decides(requester, workflow, cleo, lena):
+    for user in (cleo, lena):
+        NotificationPreference.objects.create(user=user, review_digest="immediate")
+    staged(requester, workflow)
+
+    notifications.send_review_digests()
+
+    assert "1 request awaits review" in digests_of(cleo)[0].subject
+    assert digests_of(lena) == []
+
+
+def test_a_request_reaching_a_stage_wakes_its_reviewers_immediate_digest(
+    requester, workflow, cleo, lena
+):
+    for user in (cleo, lena):
+        NotificationPreference.objects.create(user=user, review_digest="immediate")
+    image_request = staged(requester, workflow)
+    notifications.send_review_digests()
+    assert digests_of(lena) == []
+
+    approve(outputs_of(image_request)[0], cleo)
+    notifications.send_review_digests(timezone.now() + timedelta(seconds=1))
+
+    assert len(digests_of(lena)) == 1 and len(digests_of(cleo)) == 1

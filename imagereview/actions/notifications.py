@@ -34,6 +34,7 @@ from imagereview.models import (
 )
 from imagereview.queries.notifications import delivered_to
 from imagereview.queries.outcomes import request_outcome
+from imagereview.queries.stages import in_stages_of
 from imagereview.roles import REVIEWERS
 from imagereview.transitions import lock
 from imagereview.verdicts import UNDO_WINDOW
@@ -266,30 +267,28 @@ def reviewers() -> list[AbstractBaseUser]:
 
 
 def send_review_digests(now: datetime | None = None) -> int:
-    """Send each reviewer whose schedule is due a digest of what awaits review; return how many.
+    """Send each reviewer whose schedule is due a digest of what awaits them; return how many.
 
-    Immediate: whenever a request has come into review since their last digest. Hourly and
-    daily: once a period while anything awaits. Never when nothing awaits.
+    What awaits a reviewer is what they decide: requests without stages, and those in a stage
+    of one of their groups. Immediate: whenever such a request has come into review, or into
+    their stage, since their last digest. Hourly and daily: once a period while anything
+    awaits them. Never when nothing does.
     """
     now = now or timezone.now()
-    awaiting = ImageRequest.objects.filter(status=R.IN_REVIEW)
-    figures = awaiting.aggregate(total=Count("id"), oldest=Min("created_at"))
-    if not figures["total"]:
+    in_review = ImageRequest.objects.filter(status=R.IN_REVIEW)
+    if not in_review.exists():
         return 0
-    overdue_before = now - timedelta(hours=settings.REVIEW_OVERDUE_HOURS)
-    by_mode = dict(awaiting.values_list("mode").annotate(n=Count("id")).order_by())
-    overdue = awaiting.filter(created_at__lt=overdue_before).count()
-    subject, body = _digest_text(figures["total"], figures["oldest"], overdue, by_mode, now)
-    past_due, pressing = _pressing_lines(awaiting, now)
-    if past_due:
-        subject += f", {past_due} past due"
-    body = "\n".join([*pressing, body]) if pressing else body
     sent = 0
     for reviewer in reviewers():
+        awaiting = in_stages_of(in_review, reviewer)
+        digest = _digest(awaiting, now)
+        if digest is None:
+            continue
+        subject, body = digest
         preference_id = preferences_for(reviewer).pk
         with transaction.atomic():
             preference = lock(NotificationPreference, preference_id)
-            if not _digest_due(preference, now):
+            if not _digest_due(preference, awaiting, now):
                 continue
             notify(
                 recipient=reviewer,
@@ -303,6 +302,21 @@ def send_review_digests(now: datetime | None = None) -> int:
             preference.save(update_fields=["last_digest_at", "updated_at"])
         sent += 1
     return sent
+
+
+def _digest(awaiting: QuerySet[ImageRequest], now: datetime) -> tuple[str, str] | None:
+    """The subject and body of a digest of `awaiting`, or None when it is empty."""
+    figures = awaiting.aggregate(total=Count("id"), oldest=Min("created_at"))
+    if not figures["total"]:
+        return None
+    overdue_before = now - timedelta(hours=settings.REVIEW_OVERDUE_HOURS)
+    by_mode = dict(awaiting.values_list("mode").annotate(n=Count("id")).order_by())
+    overdue = awaiting.filter(created_at__lt=overdue_before).count()
+    subject, body = _digest_text(figures["total"], figures["oldest"], overdue, by_mode, now)
+    past_due, pressing = _pressing_lines(awaiting, now)
+    if past_due:
+        subject += f", {past_due} past due"
+    return subject, "\n".join([*pressing, body]) if pressing else body
 
 
 def _pressing_lines(awaiting: QuerySet[ImageRequest], now: datetime) -> tuple[int, list[str]]:
@@ -337,13 +351,17 @@ def _digest_item(image_request: ImageRequest, now: datetime) -> str:
     return f"#{image_request.pk} ({', '.join(facts)}) {url}"
 
 
-def _digest_due(preference: NotificationPreference, now: datetime) -> bool:
+def _digest_due(
+    preference: NotificationPreference, awaiting: QuerySet[ImageRequest], now: datetime
+) -> bool:
     last = preference.last_digest_at
     if preference.review_digest == Digest.OFF:
         return False
     if preference.review_digest == Digest.IMMEDIATE:
+        # Arrived: came into review, or moved on into a stage of the reviewer's.
         arrived = Event.objects.filter(
-            subject="request", to_state=R.IN_REVIEW, request__status=R.IN_REVIEW
+            Q(subject="request", to_state=R.IN_REVIEW) | Q(subject="stage"),
+            request__in=awaiting,
         )
         return last is None or arrived.filter(created_at__gt=last).exists()
     period = DIGEST_PERIODS[preference.review_digest]
