@@ -86,11 +86,11 @@ def test_a_claim_without_a_heartbeat_ends_soon(item, reviewer):
     vic = make_user("vic", REVIEWERS)
     actions.claim(item, reviewer)
     item.refresh_from_db()
-    assert actions.review.other_claimant(item, vic) == reviewer
+    assert actions.claims.other_claimant(item, vic) == reviewer
     silent = timezone.now() - timedelta(seconds=3 * 30 + 1)
     ImageRequest.objects.filter(pk=item.pk).update(claimed_at=silent)
     item.refresh_from_db()
-    assert actions.review.other_claimant(item, vic) is None
+    assert actions.claims.other_claimant(item, vic) is None
 
 
 def test_the_heartbeat_stops_once_the_request_is_decided(item, reviewer, reviewer_client):

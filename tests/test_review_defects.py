@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from imagereview import actions
-from imagereview.actions.review import undo_batch, undoable_decision
+from imagereview.actions.undo import undo_batch, undoable_decision
 from imagereview.models import Asset, Decision, ImageRequest
 from tests.conftest import client_for, make_user
 from tests.factories import request_in_review

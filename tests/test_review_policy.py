@@ -373,7 +373,7 @@ def test_next_skips_what_is_not_the_reviewers_to_open(
     stale = request_in_review(requester, variants=1, real_images=False)
     actions.claim(stale, vic)
     ImageRequest.objects.filter(pk=stale.pk).update(
-        claimed_at=timezone.now() - actions.review.CLAIM_TTL - timedelta(seconds=1)
+        claimed_at=timezone.now() - actions.claims.CLAIM_TTL - timedelta(seconds=1)
     )
     assert ImageRequest.objects.get(pk=decided.pk).status == R.IN_REVIEW
     page = reviewer_client.get(reverse("review_detail", args=[start.pk])).context

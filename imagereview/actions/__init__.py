@@ -6,21 +6,21 @@ each action can run twice (or concurrently) and the second run does nothing.
 
 from imagereview.actions.account import close_circuit, ensure_credits, open_circuit, probe_circuit
 from imagereview.actions.callbacks import record_callback
+from imagereview.actions.claims import claim
 from imagereview.actions.completion import apply_task_record, refresh_generation
 from imagereview.actions.reconcile import reconcile, retry_generation
 from imagereview.actions.requests import ReferenceUpload, create_request, settle_request
 from imagereview.actions.review import (
     DecisionConflict,
     DecisionRefused,
-    claim,
     decide,
     latest_verdicts,
     request_changes,
     tally,
-    undo_decision,
 )
 from imagereview.actions.storage import store_outputs
 from imagereview.actions.submission import submit_generation
+from imagereview.actions.undo import undo_decision
 from imagereview.limits import backoff
 
 __all__ = [

@@ -14,19 +14,18 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
 from imagereview import guides
-from imagereview.actions import annotations, notifications, webhooks
+from imagereview.actions import annotations, webhooks
+from imagereview.actions.claims import RELEASED
 from imagereview.jobs import enqueue_after_commit
-from imagereview.models import Annotation, Asset, Decision, ImageRequest, Publication
+from imagereview.models import Annotation, Asset, Decision, ImageRequest
 from imagereview.transitions import lock, move, move_stage
-from imagereview.verdicts import UNDO_WINDOW, OutputTally, counting_rows, standings
+from imagereview.verdicts import OutputTally, counting_rows, standings
 from imagereview.workflows import following_stage, may_decide_in, stage_rule
 
 log = logging.getLogger(__name__)
@@ -41,11 +40,6 @@ CHECK_REASONS = {
     "resolution": Decision.Reason.SIZE,
     "reference": Decision.Reason.PROMPT,
 }
-# The open page renews its claim every CLAIM_RENEW; a claim missing three renewals in a row
-# belongs to a page that closed without saying so (a crash, a lost connection).
-CLAIM_RENEW = timedelta(seconds=30)
-CLAIM_TTL = 3 * CLAIM_RENEW
-RELEASED = {"claimed_by": None, "claimed_at": None}
 
 
 class DecisionRefused(Exception):
@@ -398,145 +392,6 @@ def _notes_to_answer(output: Asset, annotation_ids: Sequence[int]) -> list[Annot
         raise DecisionRefused(str(refused)) from refused
 
 
-def undoable_decision(reviewer: AbstractBaseUser) -> Decision | None:
-    """The reviewer's latest decision, on any request, while it is within the undo window.
-
-    Undo means the last thing the reviewer did: a change request (which cannot be undone)
-    is returned too, for the page to say so, rather than an older decision behind it. A
-    decision of a bulk action comes with `batch_requests`, the ids of the requests the
-    action decided, in order.
-    """
-    decision = (
-        Decision.objects.filter(
-            reviewer=reviewer,
-            undone_at__isnull=True,
-            created_at__gte=timezone.now() - UNDO_WINDOW,
-        )
-        .select_related("output__generation")
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if decision is not None:
-        decision.batch_requests = []
-        if decision.batch:
-            together = Decision.objects.filter(batch=decision.batch, undone_at__isnull=True)
-            requests = together.values_list("output__request_id", flat=True)
-            decision.batch_requests = sorted(set(requests))
-    return decision
-
-
-def undo_batch(*, batch: uuid.UUID, reviewer: AbstractBaseUser) -> tuple[list[int], list[str]]:
-    """Take back every decision of one bulk action: the ids of the requests undone, and why
-    any decision could not be (each request is undone, or not, on its own)."""
-    decisions = Decision.objects.filter(batch=batch, reviewer=reviewer, undone_at__isnull=True)
-    undone, refusals = set(), []
-    for decision_id, request_id in decisions.order_by("pk").values_list("pk", "output__request_id"):
-        try:
-            undo_decision(decision_id=decision_id, reviewer=reviewer)
-        except DecisionRefused as refused:
-            refusals.append(f"#{request_id}: {refused}")
-        else:
-            undone.add(request_id)
-    return sorted(undone), refusals
-
-
-def undo_decision(*, decision_id: int, reviewer: AbstractBaseUser) -> Decision:
-    """Take back one's own approve or reject within a short window; settle the request again."""
-    with transaction.atomic():
-        decision = Decision.objects.select_related("output").filter(pk=decision_id).first()
-        if decision is None or decision.reviewer_id != reviewer.pk:
-            raise DecisionRefused("You can only undo your own decisions.")
-        image_request = lock(ImageRequest, decision.output.request_id)
-        decision.refresh_from_db()
-        if decision.undone_at:
-            return decision
-        if decision.verdict == V.CHANGES:
-            raise DecisionRefused("The revision is already submitted; it cannot be undone.")
-        if timezone.now() - decision.created_at > UNDO_WINDOW:
-            raise DecisionRefused("Too late to undo: decide again instead.")
-        if (
-            decision.verdict == V.APPROVE
-            and decision.output.publications.exclude(state=Publication.State.FAILED).exists()
-        ):
-            raise DecisionRefused(
-                "This output is already published: retract the publication instead."
-            )
-        if decision.stage_id and decision.stage_id != image_request.stage_id:
-            _return_to_stage(image_request, decision, reviewer)
-        decision.undone_at = timezone.now()
-        decision.save(update_fields=["undone_at"])
-        if image_request.status in (R.IN_REVIEW, R.APPROVED, R.REJECTED):
-            _resettle_after_undo(image_request, reviewer)
-        notifications.withdraw_held_decision(image_request)
-    return decision
-
-
-def _resettle_after_undo(image_request: ImageRequest, reviewer: AbstractBaseUser) -> None:
-    """Move the request to where the remaining decisions put it, through review if it must."""
-    standing = _standing(image_request)
-    if standing == image_request.status:
-        return
-    if image_request.status != R.IN_REVIEW:
-        move(image_request, R.IN_REVIEW, source="review", actor=reviewer, note="undo")
-    standing = _pass_stages(image_request, standing, reviewer, note="undo")
-    if standing != R.IN_REVIEW:
-        move(image_request, standing, source="review", actor=reviewer, note="undo")
-        enqueue_after_commit("notify_request_decided", image_request.pk)
-
-
-def _return_to_stage(
-    image_request: ImageRequest, decision: Decision, reviewer: AbstractBaseUser
-) -> None:
-    """Put the request back in the stage of a decision being undone, which it has since left,
-    unless a later stage has decided on it: their decisions stand, and only they can undo them.
-    """
-    stage = decision.stage
-    later = (
-        Decision.objects.filter(
-            output__request=image_request,
-            undone_at__isnull=True,
-            stage__workflow_id=stage.workflow_id,
-            stage__position__gt=stage.position,
-        )
-        .select_related("stage")
-        .order_by("stage__position", "id")
-        .first()
-    )
-    if later:
-        raise DecisionRefused(
-            f"The request has moved on from {stage.name}: {later.stage.name} have already "
-            "decided on it; ask them."
-        )
-    move_stage(image_request, stage, actor=reviewer, note="undo")
-
-
-def other_claimant(
-    image_request: ImageRequest, reviewer: AbstractBaseUser
-) -> AbstractBaseUser | None:
-    """Another reviewer who has had the request open within the claim's time, if any."""
-    live = image_request.claimed_at and timezone.now() - image_request.claimed_at < CLAIM_TTL
-    if live and image_request.claimed_by_id not in (None, reviewer.pk):
-        return image_request.claimed_by
-    return None
-
-
-def claim(image_request: ImageRequest, reviewer: AbstractBaseUser) -> AbstractBaseUser | None:
-    """Mark the request as being looked at, or renew the mark; return another's live claim."""
-    holder = other_claimant(image_request, reviewer)
-    if holder is None:
-        ImageRequest.objects.filter(pk=image_request.pk).update(
-            claimed_by=reviewer, claimed_at=timezone.now()
-        )
-    return holder
-
-
-def release_claim(*, image_request_id: int, reviewer: AbstractBaseUser) -> bool:
-    """End the reviewer's own claim on the request, if they hold it; another's is left alone."""
-    return bool(
-        ImageRequest.objects.filter(pk=image_request_id, claimed_by=reviewer).update(**RELEASED)
-    )
-
-
 def apply_acceptance_rules(image_request: ImageRequest) -> None:
     """Reject, on the rules' own authority, undecided outputs whose checks the rules enforce.
 
@@ -577,7 +432,7 @@ def apply_acceptance_rules(image_request: ImageRequest) -> None:
         _settle_review(image_request, None)
 
 
-def _standing(image_request: ImageRequest) -> str:
+def request_standing(image_request: ImageRequest) -> str:
     """The status the decisions that count put the request in: decided, or still in review.
 
     In a stage, among the outputs up for decision there and by its needs: APPROVED means the
@@ -599,14 +454,14 @@ def _standing(image_request: ImageRequest) -> str:
     return R.IN_REVIEW
 
 
-def _pass_stages(
+def pass_stages(
     image_request: ImageRequest, standing: str, actor: AbstractBaseUser | None, note: str = ""
 ) -> str:
     """Move the request on through each stage its decisions pass, releasing its claim for the
     next stage's reviewers; return where it stands in the stage it ends in."""
     while standing == R.APPROVED and (following := following_stage(image_request.stage)):
         move_stage(image_request, following, actor=actor, note=note, **RELEASED)
-        standing = _standing(image_request)
+        standing = request_standing(image_request)
     return standing
 
 
@@ -615,7 +470,7 @@ def _settle_review(
 ) -> None:
     """Close the request once it is decided, or move it on to its next stage, releasing its
     claim. Call while it is in review."""
-    standing = _pass_stages(image_request, _standing(image_request), reviewer)
+    standing = pass_stages(image_request, request_standing(image_request), reviewer)
     if standing != R.IN_REVIEW:
         source = source or ("review" if reviewer else "acceptance rules")
         move(image_request, standing, source=source, actor=reviewer, **RELEASED)

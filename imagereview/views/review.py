@@ -106,7 +106,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     queryset = in_stages_of(_queue_queryset(filters), request.user)
     rows, next_cursor = _page(queryset, sort=sort, cursor=cursor)
     for row in rows:
-        row.reviewed_by = actions.review.other_claimant(row, request.user)
+        row.reviewed_by = actions.claims.other_claimant(row, request.user)
         row.own = actions.review.reviews_own_request(row, request.user)
     context = {
         "form": form,
@@ -118,7 +118,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "counts": status_counts(),
         "stage_counts": stage_counts(request.user),
         "reasons": Decision.Reason.choices,
-        "undoable": actions.review.undoable_decision(request.user),
+        "undoable": actions.undo.undoable_decision(request.user),
         "seen_decision_id": Decision.objects.order_by("-pk").values_list("pk", flat=True).first()
         or 0,
     }
@@ -187,7 +187,7 @@ def _revision_chain(image_request: ImageRequest) -> list[dict]:
 def _reviewable(queryset: QuerySet[ImageRequest], reviewer) -> QuerySet[ImageRequest]:
     """Leave out what is not this reviewer's to open next: requests another reviewer has
     open, their own when they may not approve them, and those they have decided throughout."""
-    cutoff = timezone.now() - actions.review.CLAIM_TTL
+    cutoff = timezone.now() - actions.claims.CLAIM_TTL
     queryset = queryset.filter(
         Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_at__lt=cutoff)
     )
@@ -281,12 +281,12 @@ def _review_context(request: HttpRequest, image_request: ImageRequest) -> dict:
         "next_request": _next_in_queue(image_request, reviewer, filters),
         "previous_request": _next_in_queue(image_request, reviewer, filters, backwards=True),
         "queue_suffix": _with_query("", queue_query),
-        "claim_renew_seconds": int(actions.review.CLAIM_RENEW.total_seconds()),
+        "claim_renew_seconds": int(actions.claims.CLAIM_RENEW.total_seconds()),
         "own_request": image_request.requester_id == reviewer.pk,
         "may_not_review": actions.review.reviews_own_request(image_request, reviewer),
         "required_approvals": rule.required_approvals,
         "stages": stage_panel(image_request, reviewer),
-        "undoable": actions.review.undoable_decision(reviewer),
+        "undoable": actions.undo.undoable_decision(reviewer),
     }
 
 
@@ -299,7 +299,7 @@ def review_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     context = _review_context(request, image_request)
     if image_request.status == R.IN_REVIEW:
         # Reading the page writes nothing: the page claims the request itself once loaded.
-        context["claimed_by"] = actions.review.other_claimant(image_request, request.user)
+        context["claimed_by"] = actions.claims.other_claimant(image_request, request.user)
     template = "review/detail.html#review-body" if request.htmx else "review/detail.html"
     return render(request, template, context)
 
@@ -321,7 +321,7 @@ def claim(request: HttpRequest, request_id: int) -> HttpResponse:
 @require_POST
 def release_claim(request: HttpRequest, request_id: int) -> HttpResponse:
     """End the reviewer's claim: sent by the review page as it closes."""
-    actions.review.release_claim(image_request_id=request_id, reviewer=request.user)
+    actions.claims.release_claim(image_request_id=request_id, reviewer=request.user)
     return HttpResponse(status=204)
 
 
@@ -427,7 +427,7 @@ def undo(request: HttpRequest, decision_id: int) -> HttpResponse:
 
 def _undo_bulk(request: HttpRequest, decision: Decision) -> HttpResponse:
     """Take back a whole bulk action and stay on (or go back to) the queue."""
-    undone, refusals = actions.review.undo_batch(batch=decision.batch, reviewer=request.user)
+    undone, refusals = actions.undo.undo_batch(batch=decision.batch, reviewer=request.user)
     if undone:
         verb = "approve" if decision.verdict == Decision.Verdict.APPROVE else "reject"
         items = ", ".join(f"#{pk}" for pk in undone)
