@@ -27,6 +27,7 @@ from imagereview.publishing import manifest
 from imagereview.queries import library
 from imagereview.roles import REVIEWERS
 from imagereview.verdicts import counting_rows, standings
+from tests.api_support import token_client
 from tests.conftest import client_for, make_user
 from tests.factories import request_in_review
 
@@ -694,3 +695,17 @@ def test_admin_lists_links_without_their_secret_and_revokes_them(reviewer, share
     link.refresh_from_db()
     assert link.revoked_at is not None
     assert Client().get(path_of(link)).status_code == 410
+
+
+def test_api_tells_a_guests_verdict_from_a_reviewers(reviewer, requester, shared, settings):
+    settings.MANIFEST_REVIEWER_NAMES = True
+    link = link_for(reviewer, shared, may_decide=True)
+    output = outputs_of(shared)[0]
+    guests.decide_as_guest(link=link, guest_name="Gemma", output=output, verdict="approve")
+
+    body = token_client(requester).get(f"/api/v1/requests/{shared.pk}").json()
+
+    (decision,) = body["decisions"]
+    assert decision["decided_by"] == "guest"
+    assert decision["reviewer"] is None and decision["guest_name"] == "Gemma"
+    assert decision["stage"] is None

@@ -130,7 +130,7 @@ def _decisions(image_request: ImageRequest, show_names: bool) -> list[dict]:
     """Every decision on the request's outputs, undone ones too, oldest first."""
     decisions = (
         Decision.objects.filter(output__request=image_request)
-        .select_related("reviewer")
+        .select_related("reviewer", "stage")
         .order_by("created_at", "id")
     )
     return [
@@ -140,14 +140,23 @@ def _decisions(image_request: ImageRequest, show_names: bool) -> list[dict]:
             "verdict": decision.verdict,
             "reason": decision.reason,
             "comment": decision.comment,
+            "decided_by": _decided_by(decision),
             "reviewer": decision.reviewer.get_username()
             if decision.reviewer and show_names
             else None,
+            "guest_name": decision.guest_name if decision.guest_link_id and show_names else None,
+            "stage": decision.stage.name if decision.stage else None,
             "created_at": decision.created_at,
             "undone": decision.undone_at is not None,
         }
         for decision in decisions
     ]
+
+
+def _decided_by(decision: Decision) -> str:
+    if decision.guest_link_id is not None:
+        return "guest"
+    return "reviewer" if decision.reviewer_id else "acceptance_rules"
 
 
 def _family(image_request: ImageRequest) -> Iterable[ImageRequest]:

@@ -131,9 +131,19 @@ class DecisionOut(Schema):
     verdict: Literal["approve", "reject", "changes"]
     reason: str
     comment: str
+    decided_by: Literal["reviewer", "guest", "acceptance_rules"] = Field(
+        description="Who gave the verdict: a reviewer, a guest through a shared link, or the "
+        "acceptance rules on their own."
+    )
     reviewer: str | None = Field(
-        description="Null for the acceptance rules, or when reviewers' names are not shown "
-        "to this caller (as on the request's page)."
+        description="Null for a guest or the acceptance rules, or when reviewers' names are "
+        "not shown to this caller (as on the request's page)."
+    )
+    guest_name: str | None = Field(
+        description="The name a guest gave, when names are shown to this caller."
+    )
+    stage: str | None = Field(
+        description="The review stage the verdict was given in; null without a workflow."
     )
     created_at: datetime
     undone: bool
