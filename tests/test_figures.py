@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from imagereview import actions
 from imagereview.actions import figures
-from imagereview.actions.review import undo_decision
+from imagereview.actions.undo import undo_decision
 from imagereview.models import (
     DailyFigure,
     Decision,

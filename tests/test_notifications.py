@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from imagereview import tasks
 from imagereview.actions import emails, notifications
-from imagereview.actions.review import decide, request_changes, undo_decision
+from imagereview.actions.review import decide, request_changes
+from imagereview.actions.undo import undo_decision
 from imagereview.models import (
     Alert,
     Asset,
