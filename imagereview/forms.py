@@ -53,6 +53,11 @@ def _policy_field(label: str, help_text: str, *, upto: int, unit: str) -> forms.
     )
 
 
+def error_text(form: forms.Form) -> str:
+    """Every message of an invalid form as one text, for a page that shows a single error."""
+    return " ".join(message for errors in form.errors.values() for message in errors)
+
+
 class PromptField(forms.CharField):
     """A prompt: its length is checked on the server, never cut short by the browser.
 

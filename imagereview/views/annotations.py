@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from imagereview.actions import annotations as actions
-from imagereview.forms import AnnotationForm
+from imagereview.forms import AnnotationForm, error_text
 from imagereview.models import Annotation, Asset
 from imagereview.queries.annotations import attach_notes
 from imagereview.roles import is_reviewer, reviewer_required
@@ -32,7 +32,7 @@ def output_notes(request: HttpRequest, output_id: int) -> HttpResponse:
         return HttpResponse("Only reviewers can add notes.", status=403)
     form = AnnotationForm(request.POST)
     if not form.is_valid():
-        error = " ".join(message for errors in form.errors.values() for message in errors)
+        error = error_text(form)
         return _notes_response(request, output, error=error)
     try:
         actions.add_annotation(output=output, author=request.user, **form.cleaned_data)

@@ -25,7 +25,7 @@ from django_htmx.http import HttpResponseClientRefresh
 from imagereview.actions import annotations, guests
 from imagereview.actions.review import DecisionConflict, DecisionRefused
 from imagereview.fileserving import file_response
-from imagereview.forms import AnnotationForm, DecisionForm
+from imagereview.forms import AnnotationForm, DecisionForm, error_text
 from imagereview.limits import Limit, reserve
 from imagereview.models import Asset, Decision, GuestLink, ImageRequest
 from imagereview.queries.annotations import attach_notes
@@ -141,7 +141,7 @@ def share(request: HttpRequest) -> HttpResponse:
             response["Cache-Control"] = "no-store"
             return response
     else:
-        error = " ".join(m for errors in form.errors.values() for m in errors)
+        error = error_text(form)
     context = {"share_error": error, "share_form": form, "share_ids": form.data.getlist("requests")}
     if request.htmx:
         return render(request, "review/_share.html#share-panel", context, status=422)
@@ -372,7 +372,7 @@ def guest_decide(request: HttpRequest, link: GuestLink, token: str, output_id: i
         except DecisionRefused as refused:
             extra = {"error": str(refused)}
     else:
-        extra = {"error": " ".join(m for errors in form.errors.values() for m in errors)}
+        extra = {"error": error_text(form)}
     return _after_guest_action(request, link, token, output, **extra)
 
 
@@ -395,7 +395,7 @@ def guest_comment(
         except DecisionRefused as refused:
             extra = {"error": str(refused)}
     else:
-        extra = {"error": " ".join(m for errors in form.errors.values() for m in errors)}
+        extra = {"error": error_text(form)}
     return _after_guest_action(request, link, token, output, **extra)
 
 
@@ -419,7 +419,7 @@ def guest_notes(request: HttpRequest, link: GuestLink, token: str, output_id: in
             except annotations.AnnotationRefused as refused:
                 error = str(refused)
         else:
-            error = " ".join(m for errors in form.errors.values() for m in errors)
+            error = error_text(form)
     attach_notes([output])
     context = {"output": output, "notes": output.notes, "annotation_error": error}
     return render(request, NOTES_FRAGMENT, context, status=422 if error else 200)

@@ -23,6 +23,7 @@ from imagereview.forms import (
     ChangesForm,
     DecisionForm,
     QueueFilterForm,
+    error_text,
 )
 from imagereview.models import Asset, Decision, ImageRequest, Publication
 from imagereview.queries.annotations import attach_answered, attach_notes
@@ -361,7 +362,7 @@ def decide(request: HttpRequest, output_id: int) -> HttpResponse:
         except actions.DecisionRefused as refused:
             extra = {"error": str(refused)}
     else:
-        extra = {"error": " ".join(m for errors in form.errors.values() for m in errors)}
+        extra = {"error": error_text(form)}
     if extra:
         extra["error_output_id"] = output.pk
         if not request.htmx:
